@@ -1,0 +1,51 @@
+"""Dataset names users type (DESIGN §9) → loaders, and the data config they read.
+
+This file owns the mapping from a dataset name to the function that loads it into host memory, and
+the contract for the `data` section of the config. Every loader takes that section and returns a
+`Dataset` (uint8 images [N, H, W, C], int32 labels, per-channel mean / std on the [0, 1] scale).
+
+Data config fields (an `ml_collections.ConfigDict`; all must be present):
+
+  source: str = 'default'. Where the bytes come from. 'default' is each dataset's own default;
+    digits supports only 'default' (embedded in scikit-learn); fashion_mnist 'default' = 'idx'
+    (original IDX files) or 'tfds'; cifar10 / cifar100 'default' = 'tfds'. Any other value is a
+    ValueError naming the sources that dataset supports.
+  fashion_mnist_dir: str = '/usr/share/datasets/fashion-mnist'. Directory with the four
+    Fashion-MNIST IDX files, gzipped or not (Debian package `dataset-fashion-mnist`).
+  tfds_data_dir: str | None = None. TFDS data directory; None for TFDS's default.
+  validation_fraction: float = 0.05. Fraction of the training split held out as validation, in
+    [0, 1): the last fraction, unshuffled, for fashion_mnist and CIFAR; for digits a stratified
+    seeded draw of at least 0.15 (see `digits`).
+  split_seed: int = 0. Seed of the digits train / validation / test split (the other datasets'
+    splits are fixed by their sources).
+
+TensorFlow is imported only when a TFDS-backed loader runs, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ml_collections
+
+from hyper_ensembles.data import cifar, digits, fashion_mnist
+from hyper_ensembles.data.dataset import Dataset
+
+DATASETS: dict[str, Callable[[ml_collections.ConfigDict], Dataset]] = {
+    'digits': digits.load,
+    'fashion_mnist': fashion_mnist.load,
+    'cifar10': cifar.load_cifar10,
+    'cifar100': cifar.load_cifar100,
+}
+
+
+def load_dataset(name: str, data_config: ml_collections.ConfigDict) -> Dataset:
+  """Loads dataset `name` as `data_config` (fields in the module docstring) describes.
+
+  Raises:
+    ValueError: unknown dataset name or unsupported `data_config.source`.
+  """
+  if name not in DATASETS:
+    raise ValueError(
+        f"Unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
+  return DATASETS[name](data_config)
