@@ -1,0 +1,61 @@
+"""The in-memory dataset types every data source returns.
+
+Every source (embedded digits, Fashion-MNIST IDX files, TFDS) is loaded into host memory as uint8
+image arrays plus int32 labels. Keeping one representation is what lets `train.py` stay free of
+source-specific branches, and what makes the train stream a pure function of (seed, step): exact
+resumption needs no iterator state in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySplit:
+  """One split: images uint8 `[N, H, W, C]` (pixel values 0..255) and labels int32 `[N]`."""
+
+  images: np.ndarray
+  labels: np.ndarray
+
+  def __post_init__(self):
+    if self.images.dtype != np.uint8 or self.images.ndim != 4:
+      raise ValueError(
+          f'images must be uint8 [N, H, W, C], got {self.images.dtype} {self.images.shape}')
+    if self.labels.shape != (self.images.shape[0],):
+      raise ValueError(
+          f'labels must be [N={self.images.shape[0]}], got shape {self.labels.shape}')
+
+  def __len__(self) -> int:
+    return int(self.labels.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the model and the training loop need to know about a dataset."""
+
+  name: str
+  num_classes: int
+  image_shape: tuple[int, int, int]  # (H, W, C)
+  # Per-channel statistics on the [0, 1] pixel scale, used for normalisation on device.
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  # 'none' or 'crop_flip' (pad 4, random crop, horizontal flip; applied on device to train only).
+  augmentation: str = 'none'
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Train / validation / test splits plus any extra evaluation sets (shifted, OOD) by name."""
+
+  info: DatasetInfo
+  train: ArraySplit
+  validation: ArraySplit
+  test: ArraySplit
+  extra_eval: dict[str, ArraySplit] = dataclasses.field(default_factory=dict)
+
+  @property
+  def num_train(self) -> int:
+    return len(self.train)

@@ -1,0 +1,141 @@
+"""What every ensemble method provides to the training loop, and the pieces they share.
+
+A method owns: the model (an architecture built in the method's layer form), the initial
+variables, the training loss, and `predict`, which returns member logits `[M, B, C]` for every
+method so that one evaluation path serves all of them. Methods whose members are independent
+networks set `vectorized = True`: their parameters, optimiser state and hyperparameters carry a
+leading member axis and the training loop `vmap`s one member's update over it.
+
+Hyperparameters live in the train state as arrays with a leading member axis `[M]`, never as Python
+floats, so members may differ (hyper-deep pools) inside one compiled program.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from hyper_ensembles import losses
+from hyper_ensembles.data.dataset import DatasetInfo
+from hyper_ensembles.data.preprocess import preprocess
+from hyper_ensembles.models.conditioning import Conditioning
+from hyper_ensembles.models.kit import LayerKit
+from hyper_ensembles.models.layers import PENALTY_COLLECTION
+from hyper_ensembles.models.registry import create_model, get_architecture
+
+# Read by the loss for every architecture, in addition to the architecture's own hyperparameters.
+LOSS_HPARAMS = ('label_smoothing',)
+
+
+class Method(abc.ABC):
+  """Base class; subclasses set `name`, `vectorized`, `layer_form`, and the abstract parts."""
+
+  name: ClassVar[str]
+  vectorized: ClassVar[bool] = False
+  layer_form: ClassVar[str] = 'plain'
+
+  def __init__(self, config: ml_collections.ConfigDict, info: DatasetInfo, num_train: int,
+               hparam_values: dict[str, Any] | None = None):
+    """Builds the model.
+
+    Args:
+      config: the run config (uses `arch`, `num_members`, `model`, `hparams`).
+      info: dataset facts (classes, image shape, normalisation).
+      num_train: N, the number of training examples; L2 penalties are divided by it.
+      hparam_values: optional per-member values `{name: [M] sequence}` overriding `config.hparams`
+        (used by vectorised hyper-deep random-search pools).
+    """
+    self.config = config
+    self.info = info
+    self.num_train = num_train
+    self.num_members = self.members_from_config(config)
+    self.hparam_names = (*get_architecture(config.arch).hparams, *LOSS_HPARAMS)
+    self.kit = LayerKit(
+        form=self.layer_form, num_members=self.num_members,
+        fast_init=config.model.fast_weight_init, fast_std=config.model.fast_weight_std)
+    self.model: nn.Module = create_model(config.model, config.arch, self.kit, info.num_classes)
+    self._hparams = self._resolve_hparams(config, hparam_values or {})
+
+  @classmethod
+  def members_from_config(cls, config: ml_collections.ConfigDict) -> int:
+    return int(config.num_members)
+
+  @property
+  def num_data_orders(self) -> int:
+    """Independent data orders the train stream must provide (M for independent members)."""
+    return 1
+
+  # ---- hyperparameters -------------------------------------------------------------------------
+  def _resolve_hparams(self, config, overrides) -> dict[str, np.ndarray]:
+    given = dict(config.hparams)
+    unknown = sorted(set(given) - set(self.hparam_names))
+    missing = sorted(set(self.hparam_names) - set(given))
+    if unknown or missing:
+      raise ValueError(
+          f'config.hparams for arch={config.arch!r} must set exactly {sorted(self.hparam_names)}'
+          f' (unknown: {unknown}, missing: {missing})')
+    values = {}
+    for name in self.hparam_names:
+      value = np.asarray(overrides.get(name, given[name]), np.float32)
+      values[name] = np.broadcast_to(value, (self.num_members,)).copy()
+    bad = [f'{n}={list(v)}' for n, v in values.items() if not np.all(np.isfinite(v) & (v >= 0))]
+    if bad:
+      raise ValueError(f'Hyperparameters must be finite and non-negative, got {", ".join(bad)}')
+    return values
+
+  def initial_hparams(self) -> dict[str, jax.Array]:
+    """Per-member hyperparameter arrays `{name: [M]}` for the train state."""
+    return {name: jnp.asarray(value) for name, value in self._hparams.items()}
+
+  # ---- variables -------------------------------------------------------------------------------
+  @abc.abstractmethod
+  def init_variables(self, rng: jax.Array) -> dict:
+    """Model variables as returned by `Module.init` (fast weights still boxed)."""
+
+  def init_tuner(self, rng: jax.Array) -> Any:
+    """State of a hyperparameter tuner (hyper-batch ensembles); None for other methods."""
+    return None
+
+  # ---- training --------------------------------------------------------------------------------
+  @abc.abstractmethod
+  def loss(self, params, model_state: dict, hparams: dict, tuner: Any, batch: dict,
+           rng: jax.Array) -> tuple[jax.Array, tuple[dict, dict]]:
+    """Training loss; returns (loss, (new model_state, scalar metrics)).
+
+    For vectorized methods this is one member's loss and every argument lacks the member axis.
+    """
+
+  def _apply_train(self, params, model_state, images, labels, cond: Conditioning,
+                   smoothing: jax.Array, rng: jax.Array) -> tuple[jax.Array, tuple[dict, dict]]:
+    """Shared by all methods: forward in train mode, cross-entropy + Σ penalties / N."""
+    k_aug, k_dropout = jax.random.split(rng)
+    x = preprocess(images, self.info, k_aug)
+    logits, mutated = self.model.apply(
+        {'params': params, **model_state}, x, cond, train=True, rngs={'dropout': k_dropout},
+        mutable=[*model_state, PENALTY_COLLECTION])
+    cross_entropy = losses.cross_entropy(logits, labels, smoothing).mean()
+    penalty = losses.total_penalty(mutated.get(PENALTY_COLLECTION, {})) / self.num_train
+    loss = cross_entropy + penalty
+    metrics = {
+        'loss': loss, 'cross_entropy': cross_entropy, 'penalty': penalty,
+        'accuracy': jnp.mean(jnp.argmax(logits, -1) == labels),
+    }
+    return loss, ({k: mutated[k] for k in model_state}, metrics)
+
+  # ---- prediction ------------------------------------------------------------------------------
+  @abc.abstractmethod
+  def predict(self, state, images: jax.Array) -> jax.Array:
+    """Member logits `[M, B, C]` for uint8 images `[B, H, W, C]` (evaluation mode)."""
+
+
+def split_variables(variables: dict) -> tuple[Any, dict]:
+  """(params, everything else — e.g. batch_stats) from a variables dict."""
+  variables = dict(variables)
+  params = variables.pop('params')
+  return params, variables

@@ -1,0 +1,96 @@
+"""What a run writes into its workdir, and the guard against mixing two configs in one workdir.
+
+Layout: `config.json` (resolved config), `checkpoints/` (orbax), TensorBoard event files,
+`metrics.json` (final numbers, DESIGN.md §9), `predictions/<eval set>.npz` (member logits
+`[M, N, C]` float32 and labels `[N]`). Files are written atomically (temp file + rename) and only
+by process 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import jax
+import ml_collections
+import numpy as np
+
+CONFIG_FILE = 'config.json'
+METRICS_FILE = 'metrics.json'
+PREDICTIONS_DIR = 'predictions'
+
+
+class WorkdirConflictError(ValueError):
+  """The workdir holds a run made with a different config."""
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def flatten_dict(d: dict, prefix: str = '') -> dict:
+  """{'a': {'b': 1}} → {'a.b': 1}."""
+  out = {}
+  for key, value in d.items():
+    if isinstance(value, dict):
+      out.update(flatten_dict(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
+  """Creates the workdir and records the config; refuses a workdir made with another config.
+
+  Returns True when the workdir already held this config (a resume).
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  new = config_to_dict(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    if old != new:
+      flat_old, flat_new = flatten_dict(old), flatten_dict(new)
+      keys = sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
+      diffs = ', '.join(f'{k}: {flat_old.get(k)!r} → {flat_new.get(k)!r}' for k in keys[:6])
+      raise WorkdirConflictError(
+          f'Workdir {workdir} holds a run with a different config ({diffs}). To resume it, rerun '
+          f'with the config saved in {path}; to start a new run, choose another --workdir.')
+    return True
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    write_json(path, new)
+  return False
+
+
+def write_json(path: str, obj) -> None:
+  """Writes JSON atomically, so a crash never leaves a half-written file behind."""
+  directory = os.path.dirname(path) or '.'
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
+  with os.fdopen(fd, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_predictions(workdir: str, name: str, logits: np.ndarray, labels: np.ndarray) -> str:
+  """Saves member logits `[M, N, C]` (float32) and labels `[N]` of one evaluation set."""
+  directory = os.path.join(workdir, PREDICTIONS_DIR)
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, f'{name}.npz')
+  fd, tmp = tempfile.mkstemp(dir=directory, suffix='.npz')
+  with os.fdopen(fd, 'wb') as f:
+    np.savez(f, logits=logits.astype(np.float32), labels=labels.astype(np.int64))
+  os.replace(tmp, path)
+  return path
+
+
+def read_predictions(workdir: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+  with np.load(os.path.join(workdir, PREDICTIONS_DIR, f'{name}.npz')) as data:
+    return data['logits'], data['labels']
