@@ -6,6 +6,12 @@ Parses flags, optionally joins a multi-host cluster, and hands over to
 
 from __future__ import annotations
 
+import logging as logging_std
+import os
+
+# Before TensorFlow (used for event files / TFDS) is imported: hide its C++ start-up chatter.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -25,10 +31,21 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+class _QuietLibraries(logging_std.Filter):
+  """Keeps INFO chatter of orbax / TF / XLA start-up off the console; warnings still pass."""
+
+  NOISY = ('orbax', 'tensorflow', 'xla_bridge', 'tensorstore')
+
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    return record.levelno >= logging_std.WARNING or not any(
+        part in record.pathname for part in self.NOISY)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   if _MULTIHOST.value:
     jax.distributed.initialize(
         coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,

@@ -135,7 +135,12 @@ class Method(abc.ABC):
 
 
 def split_variables(variables: dict) -> tuple[Any, dict]:
-  """(params, everything else — e.g. batch_stats) from a variables dict."""
+  """(params, model state — e.g. batch_stats) from a variables dict.
+
+  `Module.init` runs with every collection mutable, so it also returns the penalties the layers
+  sowed; they are per-call outputs, not state, and are dropped here.
+  """
   variables = dict(variables)
   params = variables.pop('params')
+  variables.pop(PENALTY_COLLECTION, None)
   return params, variables

@@ -32,7 +32,7 @@ class DeepEnsemble(Method):
     dummy = jnp.zeros((1, *self.info.image_shape), jnp.float32)
     hparams = self.initial_hparams()
     init_one = lambda key, hp: self.model.init(key, dummy, self._cond(hp), train=False)
-    return jax.vmap(init_one)(jax.random.split(rng, self.num_members), hparams)
+    return jax.vmap(init_one)(rng, hparams)  # rng: one key per member, [M, 2]
 
   def loss(self, params, model_state, hparams, tuner, batch, rng):
     return self._apply_train(
