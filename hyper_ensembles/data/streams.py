@@ -1,7 +1,8 @@
 """Batch streams over in-memory splits: train (shuffled, indexable by step) and evaluation.
 
 The train stream is a pure function of (seed, step): the permutation of epoch e for data order o
-comes from `np.random.default_rng((seed, o, e))`. A checkpoint therefore needs only the step to
+comes from `np.random.default_rng((seed + o, e))` — order o of a stream seeded s is the order of a
+stream seeded s + o, so deep-ensemble member k sees what a single model with seed + k sees. A checkpoint therefore needs only the step to
 resume the stream exactly, and every process computes the same global batch and keeps its own
 rows of it (so results do not depend on the number of hosts or devices).
 
@@ -48,7 +49,7 @@ class TrainStream:
     if key not in self._cache:
       if len(self._cache) > 4 * self.num_orders:
         self._cache.clear()
-      self._cache[key] = np.random.default_rng((self.seed, order, epoch)).permutation(
+      self._cache[key] = np.random.default_rng((self.seed + order, epoch)).permutation(
           len(self.split))
     return self._cache[key]
 
