@@ -19,6 +19,29 @@ from ml_collections import config_dict
 ARG_KEYS = ('method', 'arch', 'dataset')
 ARG_FLAGS = ('smoke',)
 
+# Tuned hyperparameter spaces of hyper_batch / stn, {name: (λ_min, λ_max)} log-uniform, per arch.
+# MLP / LeNet: the paper appendix's dropout and L2 ranges; ResNets: the official code's six L2
+# groups in [0.1, 100], BatchNorm L2 fixed (DESIGN.md §6). Hyperparameters not named here keep the
+# fixed values of `config.hparams`.
+HYPER_SPACES = {
+    'mlp': {'dropout': (1e-3, 0.9), 'l2': (1e-3, 1e3)},
+    'lenet': {'dropout': (1e-3, 0.9), 'l2': (1e-3, 1e3)},
+    **{arch: {name: (0.1, 100.0) for name in (
+        'l2_input_conv', 'l2_group_1', 'l2_group_2', 'l2_group_3', 'l2_dense_kernel',
+        'l2_dense_bias')} for arch in ('resnet20', 'wrn28_10')},
+}
+# Methods that are pipelines of ordinary runs rather than registered `Method`s: main.py hands them
+# to their own driver (hyper_deep: hyper_ensembles/hyper_deep.py, DESIGN.md §5).
+PIPELINE_METHODS = ('hyper_deep',)
+# Hyper-deep random-search spaces {name: (min, max)}, log-uniform. MLP / LeNet: the paper's
+# appendix (dropout and L2 only; no label smoothing). ResNets: DESIGN.md §6 (six L2 groups and
+# label smoothing; BN L2 stays fixed).
+_MLP_SEARCH_SPACE = {'l2': (1e-3, 1e3), 'dropout': (1e-3, 0.9)}
+_RESNET_SEARCH_SPACE = {
+    **{name: (1e-2, 1e2) for name in ('l2_input_conv', 'l2_group_1', 'l2_group_2', 'l2_group_3',
+                                      'l2_dense_kernel', 'l2_dense_bias')},
+    'label_smoothing': (1e-5, 0.2)}
+
 
 def parse_args(arg: str | None) -> dict:
   """'method=deep,arch=mlp,smoke' → {'method': 'deep', 'arch': 'mlp', 'smoke': True}."""
@@ -42,7 +65,8 @@ def validate_names(method: str, arch: str, dataset: str) -> None:
   from hyper_ensembles.data.registry import DATASETS
   from hyper_ensembles.methods.registry import get_method_class
   from hyper_ensembles.models.registry import get_architecture
-  get_method_class(method)
+  if method not in PIPELINE_METHODS:
+    get_method_class(method)
   get_architecture(arch)
   if dataset not in DATASETS:
     raise ValueError(
@@ -57,6 +81,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.arch = args['arch']
   config.dataset = args['dataset']
   config.seed = 0
+  # >= 0: every member's parameters start from the init that member 0 of a run seeded `init_seed`
+  # gets, while dropout and data order stay per member (the fixed-init hyper ensemble); -1: off.
+  config.init_seed = -1
   # The paper's MLP / LeNet experiments use K = 3 (appendix; DESIGN.md §6).
   config.num_members = 3
 
@@ -66,6 +93,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.tfds_data_dir = config_dict.placeholder(str)
   config.data.validation_fraction = 0.05  # the last 5 % of the training split (DESIGN.md §6)
   config.data.split_seed = 0  # embedded digits only: its split is random but fixed
+  # Extra evaluation sets (data/registry.py): corrupted CIFAR test sets ('', 'official', 'all' or a
+  # comma list of types), their severities, the CIFAR-100-C .npy directory, and OOD TFDS datasets.
+  config.data.corruptions = ''
+  config.data.corruption_severities = (1, 2, 3, 4, 5)
+  config.data.cifar100_c_dir = config_dict.placeholder(str)
+  config.data.ood_datasets = ()
 
   config.model = ml_collections.ConfigDict()
   config.model.mlp = ml_collections.ConfigDict()
@@ -92,6 +125,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.fast_weight_lr_multiplier = 0.5  # official batch-ensemble value
   config.optimizer.grad_clip_norm = 0.0  # 0 = off
 
+  # Hyper-batch ensembles and stn (methods/hyper_batch.py; DESIGN.md §4). Official constants.
+  config.hyper = ml_collections.ConfigDict()
+  config.hyper.space = ml_collections.ConfigDict(HYPER_SPACES.get(args['arch'], {}))
+  config.hyper.tau = 1e-3  # entropy weight in the tune loss
+  config.hyper.tune_every_steps = 3  # one tune step after every 3 train steps
+  config.hyper.tune_warmup_epochs = 0.0  # train steps before the first tune step, in epochs
+  config.hyper.tune_learning_rate = 1e-3  # Adam on the λ-distribution bounds t
+  config.hyper.init = 'narrow'  # official code: [λ₀ − 0.2, λ₀ + 0.2] near the mean; 'whole_range'
+  config.hyper.embedding_std = 1e-4  # e(λ̃) = E·λ̃ with E ~ N(0, std²)
+  config.hyper.tie_uv = True  # u, v = r, s (official ResNet runs)
+  config.hyper.l2_with_fast_weights = False  # official ResNet runs: ‖W + Δ·e₁‖² without r, s
+  config.hyper.eval_samples = 0  # extra λ samples per member at evaluation (0: the mean only)
+  # Validation batch of a tune step; set to the train batch size below.
+  config.hyper.validation_batch_size = 64
+
   config.batch_size = 64
   config.eval_batch_size = 512  # a multiple of 8: divides evenly over common device counts
   config.num_epochs = 40.0
@@ -117,4 +165,42 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval_every_steps = 6
     config.checkpoint_every_steps = 6
     config.max_eval_examples = 200
+  _add_member_hparams(config)
+  _add_hyper_deep(config, small=args['arch'] in ('mlp', 'lenet'), smoke=args['smoke'])
+  # A tune step sees as many unique examples as a train step (the official code's choice).
+  config.hyper.validation_batch_size = config.batch_size
   return config.lock()
+
+
+def _add_member_hparams(config: ml_collections.ConfigDict) -> None:
+  """`config.member_hparams.<name>`: one value per member (a tuple of num_members), or () = unset.
+
+  Set, they override `config.hparams` member by member (methods/base.py), so a vectorised pool of
+  differently tuned members is an ordinary run whose config.json records every member's setting.
+  Keys are the architecture's hyperparameters and the loss's, so `--config.member_hparams.l2=
+  '(0.1, 3.0)'` works from the command line.
+  """
+  from hyper_ensembles.methods.base import LOSS_HPARAMS
+  from hyper_ensembles.models.registry import get_architecture
+  names = (*get_architecture(config.arch).hparams, *LOSS_HPARAMS)
+  config.member_hparams = ml_collections.ConfigDict({name: () for name in names})
+
+
+def _add_hyper_deep(config: ml_collections.ConfigDict, small: bool, smoke: bool) -> None:
+  """The hyper-deep ensemble pipeline (hyper_ensembles/hyper_deep.py; DESIGN.md §5)."""
+  hd = config.hyper_deep = ml_collections.ConfigDict()
+  # κ: the default setting + κ − 1 random draws (paper: 50 for MLP / LeNet, 100 for ResNets).
+  hd.pool_size = 50 if small else 100
+  hd.ensemble_size = 0  # K; 0 = config.num_members
+  hd.search_space = ml_collections.ConfigDict(_MLP_SEARCH_SPACE if small else _RESNET_SEARCH_SPACE)
+  hd.sampling_seed = 0  # seed of the random search's draws
+  # Pool members per vectorised program (memory); 1 = every member its own run (large models).
+  # 25 MLP / LeNet members fit easily and give a resume point halfway through a pool of 50.
+  hd.chunk_size = 25 if small else 1
+  hd.stratify = True  # step 3: K inits of every selected setting, then select again
+  hd.retrain_on_train_plus_val = False  # step 4: not implemented yet (fails early if set)
+  hd.fixed_init_baseline = True  # also the random search with one shared init (paper baseline)
+  hd.deep_baseline = True  # also the deep ensemble of the default setting (K inits)
+  if smoke:
+    hd.pool_size = 4
+    hd.chunk_size = 4

@@ -1,7 +1,8 @@
 """Command-line entry point: `python -m hyper_ensembles.main --config=... --workdir=DIR`.
 
 Parses flags, optionally joins a multi-host cluster, and hands over to
-`train.train_and_evaluate(config, workdir)`.
+`train.train_and_evaluate(config, workdir)` — or, for `method=hyper_deep`, to the hyper-deep
+pipeline `hyper_deep.run_pipeline(config, workdir)`, which trains its runs the same way.
 """
 
 from __future__ import annotations
@@ -53,7 +54,12 @@ def main(argv):
   logging.info('JAX %s: process %d of %d, %d local / %d global devices', jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count())
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if _CONFIG.value.method == 'hyper_deep':
+    # A pipeline of ordinary runs (random search, selection, stratification), not one run.
+    from hyper_ensembles import hyper_deep
+    hyper_deep.run_pipeline(_CONFIG.value, _WORKDIR.value)
+  else:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == '__main__':

@@ -50,16 +50,26 @@ def create_train_state(method: Method, config: ml_collections.ConfigDict, steps_
   first = lambda k: k[:, 0] if method.vectorized else k[0]
   second = lambda k: k[:, 1] if method.vectorized else k[1]
 
+  def init_keys(subkeys):
+    # config.init_seed >= 0: every member starts from the init member 0 of a run seeded
+    # init_seed gets (fixed-init hyper ensembles); dropout and data order stay per member.
+    own = first(subkeys)
+    init_seed = config.get('init_seed', -1)
+    if init_seed < 0:
+      return own
+    shared = first(split(root_keys(method, init_seed)))
+    return jnp.broadcast_to(shared[0], own.shape) if method.vectorized else shared
+
   def init_boxed():
     subkeys = split(keys)
-    return method.init_variables(first(subkeys))
+    return method.init_variables(init_keys(subkeys))
 
   labels = parameter_labels(jax.eval_shape(init_boxed)['params'])
   tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, labels)
 
   def init():
     subkeys = split(keys)
-    variables = meta.unbox(method.init_variables(first(subkeys)))
+    variables = meta.unbox(method.init_variables(init_keys(subkeys)))
     params, model_state = split_variables(variables)
     opt_init = jax.vmap(tx.init) if method.vectorized else tx.init
     train_keys = second(subkeys)

@@ -49,7 +49,9 @@ class Method(abc.ABC):
       info: dataset facts (classes, image shape, normalisation).
       num_train: N, the number of training examples; L2 penalties are divided by it.
       hparam_values: optional per-member values `{name: [M] sequence}` overriding `config.hparams`
-        (used by vectorised hyper-deep random-search pools).
+        (used by vectorised hyper-deep random-search pools). Defaults to the non-empty entries of
+        `config.member_hparams`, so a pool chunk is an ordinary run whose config.json records
+        every member's hyperparameters.
     """
     self.config = config
     self.info = info
@@ -60,7 +62,9 @@ class Method(abc.ABC):
         form=self.layer_form, num_members=self.num_members,
         fast_init=config.model.fast_weight_init, fast_std=config.model.fast_weight_std)
     self.model: nn.Module = create_model(config.model, config.arch, self.kit, info.num_classes)
-    self._hparams = self._resolve_hparams(config, hparam_values or {})
+    if hparam_values is None:
+      hparam_values = member_hparams_from_config(config)
+    self._hparams = self._resolve_hparams(config, hparam_values)
 
   @classmethod
   def members_from_config(cls, config: ml_collections.ConfigDict) -> int:
@@ -80,6 +84,16 @@ class Method(abc.ABC):
       raise ValueError(
           f'config.hparams for arch={config.arch!r} must set exactly {sorted(self.hparam_names)}'
           f' (unknown: {unknown}, missing: {missing})')
+    unknown = sorted(set(overrides) - set(self.hparam_names))
+    if unknown:
+      raise ValueError(f'Per-member hyperparameters {unknown} are not hyperparameters of '
+                       f'arch={config.arch!r} (it has {sorted(self.hparam_names)})')
+    for name, value in overrides.items():
+      shape = np.shape(value)
+      if shape not in ((), (self.num_members,)):
+        raise ValueError(
+            f'member_hparams.{name} has {shape[0] if shape else 0} values but the run has '
+            f'{self.num_members} members (config.num_members); give one value per member')
     values = {}
     for name in self.hparam_names:
       value = np.asarray(overrides.get(name, given[name]), np.float32)
@@ -132,6 +146,12 @@ class Method(abc.ABC):
   @abc.abstractmethod
   def predict(self, state, images: jax.Array) -> jax.Array:
     """Member logits `[M, B, C]` for uint8 images `[B, H, W, C]` (evaluation mode)."""
+
+
+def member_hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, tuple]:
+  """`{name: per-member values}` from `config.member_hparams`; empty entries mean "not set"."""
+  given = config.get('member_hparams') or {}
+  return {name: tuple(values) for name, values in given.items() if len(values)}
 
 
 def split_variables(variables: dict) -> tuple[Any, dict]:
