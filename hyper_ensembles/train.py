@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
+from jax.experimental import multihost_utils
 
 from hyper_ensembles import evaluation, sharding
 from hyper_ensembles import workdir as workdir_lib
@@ -65,7 +66,9 @@ def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
 
 def _mean_metrics(history: list[dict]) -> dict[str, float]:
   stacked = jax.device_get(history)
-  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+  # Tune metrics exist only on tune steps: average each key over the steps that have it.
+  keys = dict.fromkeys(k for m in stacked for k in m)
+  return {k: float(np.mean([m[k] for m in stacked if k in m])) for k in keys}
 
 
 def _check_finite(history: list[dict], first_step: int, checkpointer: Checkpointer) -> None:
@@ -145,7 +148,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   def save(state: TrainState) -> TrainState:
     _check_finite(history, history_start, checkpointer)
-    state = state.replace(train_seconds=jnp.asarray(seconds_before + time.time() - t0))
+    # Same dtype (not weak) and sharding as before, else the train step is compiled again; the
+    # value must be the same on every process to be put on a replicated sharding.
+    seconds = np.float32(seconds_before + time.time() - t0)
+    if jax.process_count() > 1:
+      seconds = multihost_utils.broadcast_one_to_all(seconds)
+    state = state.replace(train_seconds=jax.device_put(seconds, state.train_seconds.sharding))
     checkpointer.save(int(state.step), state)
     return state
 
@@ -195,10 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     workdir_lib.write_json(metrics_path, results)
   writer.flush()
   checkpointer.close()
-  for name in eval_sets:
-    r = results[name]
-    logging.info('%s: nll %.4f  accuracy %.4f  ece %.4f  brier %.4f', name, r['nll'],
-                 r['accuracy'], r['ece'], r['brier'])
+  evaluation.log_results(results)
   return results
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from hyper_ensembles.methods.base import Method
 from hyper_ensembles.methods.batch import BatchEnsemble
 from hyper_ensembles.methods.deep import DeepEnsemble, SingleModel
+from hyper_ensembles.methods.hyper_batch import HyperBatchEnsemble, SelfTuningNetwork
 
 METHODS: dict[str, type[Method]] = {
     'single': SingleModel,
     'deep': DeepEnsemble,
     'batch': BatchEnsemble,
+    'hyper_batch': HyperBatchEnsemble,
+    'stn': SelfTuningNetwork,  # the self-tuning-network baseline: hyper_batch with M = 1
 }
 
 

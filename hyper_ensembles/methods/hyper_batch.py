@@ -1,0 +1,252 @@
+"""Hyper-batch ensembles (Wenzel et al. 2020) and the self-tuning-network baseline (M = 1).
+
+This file owns the method: λ-conditioned batch-ensemble members (models/hyper_layers.py), the
+tuner (per-member log-uniform distributions over the hyperparameter space and their Adam state,
+kept in `TrainState.tuner`), the train loss, the jitted tune step and prediction. DESIGN.md §4:
+
+- **Train step** (model parameters, embeddings included; the distributions t are fixed): the batch
+  is tiled over members and λ is drawn per (member, example) from the member's current
+  distribution, under `stop_gradient`. Tuned hyperparameters take the sampled values, the others
+  the fixed values of `state.hparams`; dropout and label smoothing act per example with their
+  sampled values, and the λ-dependent L2 of every hyper layer (closed form, see hyper_layers.py)
+  plus any fixed penalty is divided by N. Loss = mean cross-entropy over all M·B rows + penalties.
+- **Tune step** (only t moves): every `tune_every_steps` train steps after a warm-up of
+  `tune_warmup_epochs`, on a validation batch (the held-out split, repeated, unaugmented) tiled
+  over members, model in eval mode, λ reparameterised: loss = ensemble NLL (log-mean-exp over
+  members) − τ·mean entropy; Adam on t, then `hparams.project`. Tune step j reads batch j of a
+  `TrainStream` over the validation split, and j is a function of the train step, so the
+  checkpointed step is all the validation stream needs to resume exactly.
+- **Prediction**: each member at the mean of its distribution. With `eval_samples` = S > 0, member
+  k's predictive is the average of the S + 1 softmaxes at its mean and at S extra λ drawn from its
+  distribution (the same S draws for every example, fixed by the run's RNG); the returned "logits"
+  are then the log of that averaged predictive, so the output stays `[M, B, C]` with one row per
+  member and every ensemble metric keeps its meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from hyper_ensembles import ensemble, sharding
+from hyper_ensembles import hparams as hp
+from hyper_ensembles.data.preprocess import preprocess
+from hyper_ensembles.data.streams import TrainStream
+from hyper_ensembles.methods.batch import BatchEnsemble, tile_members
+from hyper_ensembles.models import hyper_layers  # noqa: F401  (registers the 'hyper_batch' form)
+from hyper_ensembles.models.conditioning import Conditioning
+from hyper_ensembles.models.registry import create_model
+
+INITS = ('narrow', 'whole_range')
+# Salts folded into the run key so the tune and evaluation draws never reuse a train-step key
+# (train step s uses fold_in(rng, s); no run reaches 2³¹ − 1 steps).
+_TUNE_SALT = 2**31 - 1
+_EVAL_SALT = 2**31 - 2
+
+
+@flax.struct.dataclass
+class TunerState:
+  """What `TrainState.tuner` holds for hyper-batch ensembles (checkpointed with the state).
+
+  Attributes:
+    dist: the per-member log-uniform distributions t = (log a, log b), `[M, D]` each.
+    opt_state: the tuner's Adam state for `dist`.
+  """
+
+  dist: hp.LogUniformParams
+  opt_state: Any
+
+
+class HyperBatchEnsemble(BatchEnsemble):
+  """Hyper-batch ensemble: batch-ensemble members conditioned on their own tuned λ."""
+
+  name = 'hyper_batch'
+  layer_form = 'hyper_batch'
+
+  def __init__(self, config: ml_collections.ConfigDict, info, num_train: int,
+               hparam_values: dict[str, Any] | None = None):
+    super().__init__(config, info, num_train, hparam_values)
+    cfg = config.hyper
+    if not cfg.space:
+      raise ValueError(
+          f'config.hyper.space is empty for arch={config.arch!r}: add the tuned hyperparameters '
+          f'{{name: (min, max)}} to HYPER_SPACES in configs/default.py')
+    self.space = hp.HyperparameterSpace.from_config(cfg.space)
+    unknown = sorted(set(self.space.names) - set(self.hparam_names))
+    if unknown:
+      raise ValueError(
+          f'config.hyper.space names hyperparameters {unknown} that arch={config.arch!r} does '
+          f'not read; choose among {sorted(self.hparam_names)}')
+    if cfg.init not in INITS:
+      raise ValueError(f'Unknown config.hyper.init {cfg.init!r}; choose one of: {", ".join(INITS)}')
+    if cfg.tune_every_steps < 1 or cfg.tune_warmup_epochs < 0 or cfg.eval_samples < 0:
+      raise ValueError(
+          'config.hyper needs tune_every_steps >= 1, tune_warmup_epochs >= 0 and '
+          f'eval_samples >= 0, got {cfg.tune_every_steps}, {cfg.tune_warmup_epochs} and '
+          f'{cfg.eval_samples}')
+    self.tau = float(cfg.tau)
+    self.tune_every_steps = int(cfg.tune_every_steps)
+    # In train steps, with the train stream's epoch length (the last partial batch is dropped).
+    steps_per_epoch = max(1, num_train // int(config.batch_size))
+    self.tune_warmup_steps = round(cfg.tune_warmup_epochs * steps_per_epoch)
+    self.eval_samples = int(cfg.eval_samples)
+    self.tuner_tx = optax.adam(cfg.tune_learning_rate)
+    # The base class built the model with the kit's default hyper-batch options; rebuild it with
+    # the configured ones (module construction is cheap, nothing is initialised yet).
+    self.kit = dataclasses.replace(
+        self.kit, tie_uv=bool(cfg.tie_uv), embedding_std=float(cfg.embedding_std),
+        l2_with_fast_weights=bool(cfg.l2_with_fast_weights))
+    self.model = create_model(config.model, config.arch, self.kit, info.num_classes)
+
+  # ---- λ → what the model reads ----------------------------------------------------------------
+  def conditioning(self, hparams: dict, lam: jax.Array) -> Conditioning:
+    """Per-row hyperparameters `[M, R]` and λ̃ `[M, R, D]` for λ `[M, R, D]`.
+
+    Tuned hyperparameters come from λ; the others are the fixed per-member values `hparams`
+    (`{name: [M]}`), broadcast over the rows.
+    """
+    rows = lam.shape[:2]
+    values = {}
+    for name in self.hparam_names:
+      if name in self.space.names:
+        values[name] = lam[..., self.space.index(name)]
+      else:
+        values[name] = jnp.broadcast_to(jnp.asarray(hparams[name])[:, None], rows)
+    return Conditioning(hparams=values, lam_tilde=hp.normalize(self.space, lam))
+
+  # ---- variables -------------------------------------------------------------------------------
+  def init_variables(self, rng):
+    m = self.num_members
+    dummy = jnp.zeros((m, 1, *self.info.image_shape), jnp.float32)
+    lam = jnp.broadcast_to(jnp.asarray(self.space.mins, jnp.float32), (m, 1, self.space.dim))
+    return self.model.init(rng, dummy, self.conditioning(self.initial_hparams(), lam), train=False)
+
+  def init_tuner(self, rng: jax.Array) -> TunerState:
+    if self.config.hyper.init == 'narrow':
+      dist = hp.init_narrow(rng, self.space, self.num_members)
+    else:
+      dist = hp.init_whole_range(self.space, self.num_members)
+    return TunerState(dist=dist, opt_state=self.tuner_tx.init(dist))
+
+  # ---- training --------------------------------------------------------------------------------
+  def loss(self, params, model_state, hparams, tuner, batch, rng):
+    k_lam, k_train = jax.random.split(rng)
+    images = tile_members(batch['images'], self.num_members)
+    labels = tile_members(batch['labels'], self.num_members)
+    # No gradient reaches t from the train loss: t only moves in the tune step.
+    dist = jax.lax.stop_gradient(tuner.dist)
+    lam = hp.sample(k_lam, dist, images.shape[1])
+    cond = self.conditioning(hparams, lam)
+    loss, (model_state, metrics) = self._apply_train(
+        params, model_state, images, labels, cond, cond.get('label_smoothing'), k_train)
+    return loss, (model_state, metrics)
+
+  # ---- tuning ----------------------------------------------------------------------------------
+  def tune_index(self, step: int) -> int | None:
+    """Tune-step number j after train step `step` (0-based), or None if no tune step follows it.
+
+    Tune steps follow train steps done = step + 1 with done > warm-up and (done − warm-up) a
+    multiple of `tune_every_steps`.
+    """
+    since = step + 1 - self.tune_warmup_steps
+    if since <= 0 or since % self.tune_every_steps:
+      return None
+    return since // self.tune_every_steps - 1
+
+  def tune_loss(self, dist: hp.LogUniformParams, params, model_state, hparams, batch: dict,
+                rng: jax.Array) -> tuple[jax.Array, dict]:
+    """Ensemble NLL − τ·mean entropy on a validation batch `{'images': [1, b, ...], 'labels'}`.
+
+    Eval mode (running statistics, no dropout, plain labels); λ reparameterised, so the gradient
+    w.r.t. t flows through the embeddings e(λ̃) and through the entropy only.
+    """
+    images = tile_members(preprocess(batch['images'], self.info), self.num_members)
+    lam = hp.sample(rng, dist, images.shape[1])
+    logits = self.model.apply(
+        {'params': params, **model_state}, images, self.conditioning(hparams, lam), train=False)
+    nll = ensemble.ensemble_nll(logits, batch['labels'][0])
+    entropy = hp.mean_entropy(dist)
+    loss = nll - self.tau * entropy
+    return loss, {'tune_loss': loss, 'tune_nll': nll, 'tune_entropy': entropy}
+
+  def tune_update(self, state, batch: dict):
+    """One tune step: Adam on t only, then the projection. Pure; `make_tune_step` jits it."""
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, _TUNE_SALT), state.step)
+    grads, metrics = jax.grad(self.tune_loss, has_aux=True)(
+        state.tuner.dist, state.params, state.model_state, state.hparams, batch, rng)
+    updates, opt_state = self.tuner_tx.update(grads, state.tuner.opt_state, state.tuner.dist)
+    dist = hp.project(optax.apply_updates(state.tuner.dist, updates), self.space)
+    return state.replace(tuner=TunerState(dist=dist, opt_state=opt_state)), metrics
+
+  def make_tune_step(self, dataset, mesh):
+    """The loop's hook: `tune(state, step) → (state, metrics or {})`, called after every step."""
+    batch_size = int(self.config.hyper.validation_batch_size)
+    sharding.check_divisible(batch_size, 'hyper.validation_batch_size')
+    stream = TrainStream(dataset.validation, batch_size, 1, self.config.seed,
+                         rows=sharding.process_rows(batch_size),
+                         what='hyper.validation_batch_size')
+    replicated = sharding.replicated(mesh)
+    update = jax.jit(self.tune_update, donate_argnums=0, out_shardings=(replicated, replicated))
+
+    def tune(state, step: int):
+      j = self.tune_index(step)
+      if j is None:
+        return state, {}
+      batch = {k: sharding.to_global(v, mesh, 1) for k, v in stream.batch(j).items()}
+      return update(state, batch)
+
+    return tune
+
+  def tuner_summaries(self, state) -> dict[str, float]:
+    """Per member and tuned hyperparameter: bounds a, b and mean of the λ distribution."""
+    dist = jax.device_get(state.tuner.dist)
+    log_a, log_b = np.asarray(dist.log_a, np.float64), np.asarray(dist.log_b, np.float64)
+    a, b = np.exp(log_a), np.exp(log_b)
+    width = log_b - log_a
+    mean = np.where(width > 0, (b - a) / np.where(width > 0, width, 1.0), a)
+    out = {}
+    for j, name in enumerate(self.space.names):
+      for k in range(self.num_members):
+        out[f'hyper/{name}/member_{k}/lower'] = float(a[k, j])
+        out[f'hyper/{name}/member_{k}/upper'] = float(b[k, j])
+        out[f'hyper/{name}/member_{k}/mean'] = float(mean[k, j])
+    return out
+
+  # ---- prediction ------------------------------------------------------------------------------
+  def predict(self, state, images):
+    m, s = self.num_members, self.eval_samples
+    x = preprocess(images, self.info)[None]  # [1, B, ...]
+    batch = x.shape[1]
+    lam = hp.mean(state.tuner.dist)[:, None, :]  # [M, 1, D]
+    if s:
+      rng = jax.random.fold_in(state.rng, _EVAL_SALT)
+      lam = jnp.concatenate([lam, hp.sample(rng, state.tuner.dist, s)], axis=1)  # [M, S+1, D]
+    # Rows are (setting, example) pairs, setting-major: [M, (S+1)·B, ...].
+    lam = jnp.repeat(lam, batch, axis=1)
+    x = jnp.broadcast_to(x, (m, s + 1, *x.shape[1:])).reshape((m, (s + 1) * batch,
+                                                                *x.shape[2:]))
+    logits = self.model.apply({'params': state.params, **state.model_state}, x,
+                              self.conditioning(state.hparams, lam), train=False)
+    if not s:
+      return logits
+    log_probs = jax.nn.log_softmax(logits.reshape((m, s + 1, batch, -1)), axis=-1)
+    return jax.nn.logsumexp(log_probs, axis=1) - math.log(s + 1)
+
+
+class SelfTuningNetwork(HyperBatchEnsemble):
+  """Self-tuning network baseline (MacKay et al. 2019), as the paper runs it: a hyper-batch
+  ensemble with a single member, whatever `config.num_members` says."""
+
+  name = 'stn'
+
+  @classmethod
+  def members_from_config(cls, config) -> int:
+    return 1
