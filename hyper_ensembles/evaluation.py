@@ -2,18 +2,27 @@
 
 Every method's `predict` returns `[M, B, C]`; this module runs it over padded, sharded batches,
 gathers the logits of every process, drops the padding and computes the metrics of
-metrics.compute_metrics. New evaluation sets (shifted, OOD) plug in by name.
+metrics.compute_metrics. New evaluation sets (shifted, OOD) plug in by name:
+
+- OOD sets (`ood_<name>`, data/ood.py) get no accuracy or NLL (their labels are not ours): they
+  are scored against the in-distribution `test` set, which must be evaluated in the same call —
+  AUROC, AUPR and FPR at 95 % TPR, in-distribution the positive class, from the ensemble's max
+  probability (`*_max_prob`) and its negative predictive entropy (`*_entropy`).
+- Corrupted sets (`corrupt_<type>_<s>`, data/corrupted.py) get the usual metrics each, plus the
+  means over types per severity (`corrupt_severity_<s>`) and over all of them (`corrupt_mean`).
 """
 
 from __future__ import annotations
 
 import jax
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from hyper_ensembles import metrics as metrics_lib
 from hyper_ensembles import sharding
+from hyper_ensembles.data import corrupted, ood
 from hyper_ensembles.data.dataset import ArraySplit
 from hyper_ensembles.data.streams import eval_batches
 
@@ -40,12 +49,72 @@ def predict_split(eval_step, state, split: ArraySplit, batch_size: int, mesh: Me
 def evaluate(eval_step, state, eval_sets: dict[str, ArraySplit], batch_size: int, mesh: Mesh,
              max_examples: int = -1) -> tuple[dict[str, dict], dict[str, tuple]]:
   """Metrics `{set: {...}}` and predictions `{set: (logits, labels)}` for every named set."""
-  results, predictions = {}, {}
-  for name, split in eval_sets.items():
-    logits, labels = predict_split(eval_step, state, split, batch_size, mesh, max_examples)
-    results[name] = metrics_lib.compute_metrics(logits, labels)
-    predictions[name] = (logits, labels)
-  return results, predictions
+  predictions = {name: predict_split(eval_step, state, split, batch_size, mesh, max_examples)
+                 for name, split in eval_sets.items()}
+  return metrics_from_predictions(predictions), predictions
+
+
+def metrics_from_predictions(predictions: dict[str, tuple], weights=None) -> dict:
+  """Metrics of every evaluation set from its member logits `{set: (logits [M, N, C], labels)}`.
+
+  Ordinary and corrupted sets get metrics.compute_metrics; OOD sets get `ood_results` against
+  the `test` set (which must be present), plus the key `ood_positive_class`; corrupted sets add
+  `corruption_aggregates`. `weights` (optional `[M]`) weight the members, as for selected
+  ensembles with duplicates.
+  """
+  results: dict = {}
+  for name, (logits, labels) in predictions.items():
+    if not ood.is_ood_set(name):
+      results[name] = metrics_lib.compute_metrics(logits, labels, weights)
+  ood_names = [name for name in predictions if ood.is_ood_set(name)]
+  if ood_names and 'test' not in predictions:
+    raise ValueError(f'OOD sets {ood_names} are scored against the test set; evaluate it too')
+  for name in ood_names:
+    results[name] = ood_results(predictions['test'][0], predictions[name][0], weights)
+  if ood_names:
+    results['ood_positive_class'] = 'in_distribution'  # DESIGN.md §2: state the convention.
+  results.update(corruption_aggregates(results))
+  return results
+
+
+def ood_results(in_logits: np.ndarray, out_logits: np.ndarray, weights=None) -> dict[str, float]:
+  """OOD-detection metrics of member logits `[M, N, C]`: in-distribution vs OOD inputs.
+
+  In-distribution is the positive class; scores (higher = more in-distribution) are the ensemble
+  predictive's max probability and its negative entropy (metrics.ood_scores).
+  """
+  scores_in = metrics_lib.ood_scores(in_logits, weights)
+  scores_out = metrics_lib.ood_scores(out_logits, weights)
+  out = {'num_examples': int(out_logits.shape[1])}
+  for score, suffix in (('max_prob', 'max_prob'), ('neg_entropy', 'entropy')):
+    values = metrics_lib.ood_metrics(scores_in[score], scores_out[score])
+    out.update({f'{key}_{suffix}': value for key, value in values.items()})
+  return out
+
+
+def corruption_aggregates(results: dict[str, dict]) -> dict[str, dict]:
+  """Means of every scalar metric over corrupted sets: per severity and over all of them.
+
+  Returns `{'corrupt_severity_<s>': {...}, 'corrupt_mean': {...}}` (empty without corrupted sets);
+  each also records `num_sets`, the number of (type, severity) sets averaged.
+  """
+  by_severity: dict[int, list[dict]] = {}
+  for name, values in results.items():
+    parsed = corrupted.parse_set_name(name)
+    if parsed is not None:
+      by_severity.setdefault(parsed[1], []).append(values)
+  if not by_severity:
+    return {}
+
+  def mean(sets: list[dict]) -> dict:
+    keys = [k for k, v in sets[0].items() if isinstance(v, int | float)]
+    means = {k: float(np.mean([s[k] for s in sets])) for k in keys}
+    means['num_sets'] = len(sets)
+    return means
+
+  out = {f'{corrupted.PREFIX}severity_{s}': mean(sets) for s, sets in sorted(by_severity.items())}
+  out[f'{corrupted.PREFIX}mean'] = mean([v for sets in by_severity.values() for v in sets])
+  return out
 
 
 def scalar_summaries(results: dict[str, dict]) -> dict[str, float]:
@@ -58,3 +127,18 @@ def scalar_summaries(results: dict[str, dict]) -> dict[str, float]:
       else:
         out[f'{name}/{key}'] = value
   return out
+
+
+def log_results(results: dict) -> None:
+  """Logs the headline metrics of every evaluation set; per-(type, severity) corrupted sets are
+  summarised by their aggregates instead of 19 × 5 lines."""
+  for name, r in results.items():
+    if not isinstance(r, dict) or corrupted.parse_set_name(name) is not None:
+      continue
+    if 'nll' in r:
+      logging.info('%s: nll %.4f  accuracy %.4f  ece %.4f  brier %.4f', name, r['nll'],
+                   r['accuracy'], r['ece'], r['brier'])
+    elif 'auroc_max_prob' in r:
+      logging.info('%s: auroc %.4f / %.4f  aupr %.4f / %.4f  fpr@95 %.4f / %.4f (max prob / '
+                   'entropy)', name, r['auroc_max_prob'], r['auroc_entropy'], r['aupr_max_prob'],
+                   r['aupr_entropy'], r['fpr_at_95_tpr_max_prob'], r['fpr_at_95_tpr_entropy'])

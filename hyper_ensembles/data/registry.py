@@ -19,16 +19,26 @@ Data config fields (an `ml_collections.ConfigDict`; all must be present):
   split_seed: int = 0. Seed of the digits train / validation / test split (the other datasets'
     splits are fixed by their sources).
 
+Optional fields (absent means off), adding evaluation sets to `Dataset.extra_eval`:
+
+  corruptions: str = ''. Corrupted test sets of cifar10 / cifar100, named `corrupt_<type>_<s>`:
+    '' (off), 'official', 'all' or a comma list of types (data/corrupted.py).
+  corruption_severities: tuple = (1, 2, 3, 4, 5).
+  cifar100_c_dir: str | None. Directory of the original CIFAR-100-C `.npy` release.
+  ood_datasets: tuple of TFDS names, e.g. ('svhn_cropped',): OOD sets named `ood_<name>`
+    (data/ood.py), scored against the test set.
+
 TensorFlow is imported only when a TFDS-backed loader runs, so importing this module is cheap.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import ml_collections
 
-from hyper_ensembles.data import cifar, digits, fashion_mnist
+from hyper_ensembles.data import cifar, corrupted, digits, fashion_mnist, ood
 from hyper_ensembles.data.dataset import Dataset
 
 DATASETS: dict[str, Callable[[ml_collections.ConfigDict], Dataset]] = {
@@ -48,4 +58,9 @@ def load_dataset(name: str, data_config: ml_collections.ConfigDict) -> Dataset:
   if name not in DATASETS:
     raise ValueError(
         f"Unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
-  return DATASETS[name](data_config)
+  dataset = DATASETS[name](data_config)
+  extra = {**corrupted.load_corrupted(name, data_config),
+           **ood.load_ood(data_config, dataset.info.image_shape)}
+  if not extra:
+    return dataset
+  return dataclasses.replace(dataset, extra_eval={**dataset.extra_eval, **extra})
