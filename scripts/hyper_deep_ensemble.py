@@ -1,0 +1,49 @@
+"""Hyper-deep ensembles from one command (DESIGN.md §5; stages in hyper_ensembles/hyper_deep.py).
+
+    python scripts/hyper_deep_ensemble.py \
+        --config=configs/default.py:method=hyper_deep,dataset=fashion_mnist --workdir=DIR
+
+Runs the random search (vectorised chunks), greedy selection, stratification, the fixed-init and
+deep-ensemble baselines and the final evaluation, writing DIR/metrics.json and DIR/selection.json.
+A re-run skips finished stages and resumes unfinished runs from their checkpoints; `--until=pool`
+stops after a stage. `python -m hyper_ensembles.main` with `method=hyper_deep` runs the same
+pipeline; to spread the random search over machines, see scripts/sweep.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from hyper_ensembles import hyper_deep
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config, e.g. configs/default.py:method=hyper_deep,arch=mlp',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'The pipeline directory DIR.')
+_UNTIL = flags.DEFINE_enum('until', None, hyper_deep.STAGES, 'Stop after this stage.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.INFO)
+  metrics = hyper_deep.run_pipeline(_CONFIG.value, _WORKDIR.value, until=_UNTIL.value)
+  if metrics:
+    rows = [('hyper_deep', metrics), *metrics.get('baselines', {}).items()]
+    print(f'{"ensemble":<22} {"test NLL":>9} {"accuracy":>9} {"ECE":>7} {"members":>8}')
+    for name, values in rows:
+      test = values['test']
+      print(f'{name:<22} {test["nll"]:9.4f} {test["accuracy"]:9.4f} {test["ece"]:7.4f} '
+            f'{len(test["member_nll"]):8d}')
+
+
+if __name__ == '__main__':
+  app.run(main)

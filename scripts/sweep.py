@@ -1,0 +1,126 @@
+"""The hyper-deep random search as a sweep: print its runs as command lines, or run them here.
+
+    # Plan the pipeline in DIR and print one `hyper_ensembles.main` command per run:
+    python scripts/sweep.py --config=configs/default.py:method=hyper_deep,dataset=fashion_mnist \
+        --workdir=DIR --print
+    # ... or run them locally, one after another (finished runs are skipped):
+    python scripts/sweep.py --config=... --workdir=DIR --run [--only=0,3] [--stages=pool]
+    # then selection, stratification and evaluation find the runs' predictions in DIR:
+    python scripts/hyper_deep_ensemble.py --config=... --workdir=DIR
+
+A sweep file is a JSON list of `{"workdir": <relative to DIR>, "overrides": {<dotted config key>:
+<value>}, "stage": <optional label>}`. Without `--sweep_file` the sweep is the pipeline's own
+DIR/sweep.json (written on planning): every run that does not depend on a selection — the pool
+chunks, the fixed-init pool and the deep baseline — each a `deep` run whose `member_hparams`,
+`seed` and `init_seed` define its members. Each printed command writes into the run directory the
+pipeline looks in, so the runs can be spread over machines and their directories copied back into
+DIR. With `--sweep_file` any list of overrides runs the same way. The `--config` flag (and any
+`--config.<key>=<value>` overrides, given in the `=` form) must be the pipeline's own: they are
+forwarded to every command.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from hyper_ensembles import hyper_deep, train
+from hyper_ensembles import workdir as workdir_lib
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'The pipeline config, e.g. configs/default.py:method=hyper_deep',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'The pipeline directory DIR.')
+_SWEEP_FILE = flags.DEFINE_string(
+    'sweep_file', None, 'A JSON sweep file; default: plan the pipeline and use DIR/sweep.json.')
+_PRINT = flags.DEFINE_bool('print', False, 'Print one command line per run.')
+_RUN = flags.DEFINE_bool('run', False, 'Run the entries here, one after another.')
+_ONLY = flags.DEFINE_list('only', None, 'Indices of the entries to print or run (default all).')
+_STAGES = flags.DEFINE_list('stages', None, 'Only entries of these stages (pool, fixed_init, ...).')
+_PYTHON = flags.DEFINE_string('python', 'python', 'Interpreter in the printed command lines.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def format_value(value) -> str:
+  """A config value as `--config.<key>=` parses it back (tuples as Python literals)."""
+  if isinstance(value, list | tuple):
+    return repr(tuple(value))
+  if isinstance(value, bool):
+    return 'true' if value else 'false'
+  return str(value)
+
+
+def config_args(argv: list[str]) -> list[str]:
+  """The `--config=...` and `--config.<key>=<value>` arguments of this invocation, in order."""
+  return [a for a in argv if a.startswith('--config=') or a.startswith('--config.')]
+
+
+def command_line(entry: dict, workdir: str, base_args: list[str], python: str = 'python') -> str:
+  """The `hyper_ensembles.main` command that trains one sweep entry."""
+  overrides = entry['overrides']
+  # An entry's own value wins over the same key given on this command line.
+  args = [a for a in base_args
+          if not (a.startswith('--config.') and a[len('--config.'):].split('=')[0] in overrides)]
+  args += [f'--config.{key}={format_value(value)}' for key, value in overrides.items()]
+  args.append(f'--workdir={os.path.join(workdir, entry["workdir"])}')
+  return ' '.join([python, '-m', 'hyper_ensembles.main', *map(shlex.quote, args)])
+
+
+def load_entries(config, workdir: str, sweep_file: str | None) -> list[dict]:
+  if sweep_file is None:
+    _, plan = hyper_deep.plan_pipeline(config, workdir)
+    return plan.sweep_entries()
+  entries = workdir_lib.read_json(sweep_file)
+  if not isinstance(entries, list) or not all(
+      isinstance(e, dict) and 'workdir' in e and 'overrides' in e for e in entries):
+    raise ValueError(f'{sweep_file}: expected a JSON list of {{"workdir", "overrides"}} entries')
+  return entries
+
+
+def select_entries(entries: list[dict], only: list[str] | None, stages: list[str] | None
+                   ) -> list[tuple[int, dict]]:
+  chosen = list(enumerate(entries))
+  if only:
+    wanted = {int(i) for i in only}
+    chosen = [(i, e) for i, e in chosen if i in wanted]
+  if stages:
+    chosen = [(i, e) for i, e in chosen if e.get('stage') in stages]
+  return chosen
+
+
+def run_entries(config, workdir: str, entries: list[tuple[int, dict]]) -> None:
+  """Trains each entry in its directory (train.py resumes or skips it as needed)."""
+  for i, entry in entries:
+    run_dir = os.path.join(workdir, entry['workdir'])
+    if hyper_deep.is_complete(run_dir):
+      print(f'[{i}] {entry["workdir"]}: done', flush=True)
+      continue
+    print(f'[{i}] {entry["workdir"]}: training', flush=True)
+    train.train_and_evaluate(hyper_deep.apply_overrides(config, entry['overrides']), run_dir)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)
+  if not (_PRINT.value or _RUN.value):
+    raise app.UsageError('Choose --print or --run (or both).')
+  entries = select_entries(load_entries(_CONFIG.value, _WORKDIR.value, _SWEEP_FILE.value),
+                           _ONLY.value, _STAGES.value)
+  if _PRINT.value:
+    base_args = config_args(sys.argv[1:])
+    for _, entry in entries:
+      print(command_line(entry, _WORKDIR.value, base_args, _PYTHON.value))
+  if _RUN.value:
+    run_entries(_CONFIG.value, _WORKDIR.value, entries)
+
+
+if __name__ == '__main__':
+  app.run(main)
