@@ -8,7 +8,8 @@ This file owns the ResNet-20 architecture and the hyperparameter names shared by
 Basic block (post-activation, the original ordering): conv → BN → ReLU → conv → BN, plus the
 shortcut, then ReLU. Shortcuts are parameter-free ("option A" of the paper's CIFAR experiments):
 identity, or, where the shape changes, a stride-2 subsample zero-padded to the new channel count.
-So ResNet-20 has 0.27 M parameters (272 474 for 10 classes), the figure He et al. report.
+So ResNet-20 has the 0.27 M parameters He et al. report: 269 722 trainable for 10 classes (272 474
+as Keras counts, with BatchNorm's running statistics).
 
 Note: the hyper-ensemble paper's "ResNet-20" notebook is a width-1 Wide ResNet of depth 22; we use
 the standard ResNet-20 of He et al. and say so in configs/resnet20.py (DESIGN.md §6).

@@ -18,10 +18,13 @@ member's rows, as in the official code; under the deep-ensemble `vmap` each memb
 L2 groups (resnet20.HPARAMS, the official code's): `l2_input_conv`, `l2_group_1..3` (every conv of a
 group, the shortcut conv included), `l2_dense_kernel`, `l2_dense_bias`, and `l2_bn` on γ, β.
 
-Parameter counts (tests/test_resnets.py prints them; official figures in brackets): plain
-36.5 M [36.5 M]; batch ensemble, M = 4, 36.6 M [36.6 M] — the rank-1 factors r, s add only
-M·(d_in + d_out) per layer. The hyper-batch form roughly doubles the conv / dense kernels (the
-second path Δ), see the test for its exact count and how it relates to the official 73.1 M / 73.2 M.
+Parameter counts, CIFAR-10 / CIFAR-100 (tests/test_resnets.py prints them; official figures in
+brackets): plain 36.48 M / 36.54 M [36.5 M]; batch ensemble, M = 4, 36.56 M / 36.62 M [36.6 M] — the
+rank-1 factors r, s add only M·(d_in + d_out) per layer; hyper-batch 73.14 M / 73.26 M
+[73.1 M / 73.2 M] — the second kernel Δ doubles the network. The hyper-batch difference is
+bookkeeping: Keras counts BatchNorm's running statistics (+17 952), and the official bias-free
+convolutions have a d_out-sized embedding where ours emit 2·d_out (the bias half unused: −60 576);
+with both adjustments the counts agree to the parameter.
 """
 
 from __future__ import annotations
