@@ -44,7 +44,11 @@ Layout of DIR:
   fixed_init_pool/members_*        the fixed-init random search
   deep_baseline/                   the deep ensemble of the default setting
   selection/<ensemble>.json        each selection: its candidate pool and the greedy result
-  metrics.json                     DESIGN.md §9 for the hyper-deep ensemble, plus `baselines`
+  metrics.json                     DESIGN.md §9 for the hyper-deep ensemble, plus `baselines`:
+                                   {best_single, hyper_ens, fixed_init_hyper_ens, deep_ens}, each
+                                   with the same keys (eval sets, num_params, train_seconds)
+  predictions/<set>.npz            the hyper-deep ensemble's picks (duplicates repeated), so their
+                                   uniform average is the weighted ensemble
   selection.json                   chosen members: hyperparameters, seeds, weights, NLL history
   stages.jsonl                     one line per stage per invocation: ran or skipped
 
@@ -633,6 +637,11 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *,
       **{name: ensemble.summary() for name, ensemble in ensembles.items()},
   }
   if is_main:
+    # The picks, a member chosen twice appearing twice: their uniform average is the weighted
+    # ensemble, so tools that read any run's predictions/ re-evaluate this one correctly too.
+    picks = [hyper_deep.pool[i] for i in hyper_deep.result.picks]
+    for name in eval_sets:
+      workdir_lib.write_predictions(workdir, name, *predictions.stack(picks, name))
     workdir_lib.write_json(selection_path, summary)
     workdir_lib.write_json(metrics_path, results)
   log.record('evaluate', True)

@@ -22,6 +22,7 @@ from ml_collections import config_flags
 
 from configs import default
 from hyper_ensembles import hyper_deep, train
+from hyper_ensembles import metrics as metrics_lib
 from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.data.registry import load_dataset
 from hyper_ensembles.methods.registry import create_method
@@ -226,6 +227,11 @@ def test_metrics_and_selection_files(pipeline):
   # The reported ensemble NLL is that of the selection, recomputed from the saved logits.
   assert metrics['validation']['nll'] == pytest.approx(summary['hyper_deep']['validation_nll'],
                                                        rel=1e-5)
+  # DIR/predictions holds the picks, duplicates repeated: their plain average is the ensemble.
+  logits, labels = workdir_lib.read_predictions(workdir, 'test')
+  assert logits.shape[0] == len(summary['hyper_deep']['picks'])
+  assert metrics_lib.compute_metrics(logits, labels)['nll'] == pytest.approx(
+      metrics['test']['nll'], rel=1e-6)
 
 
 def test_stratified_members_share_the_chosen_settings(pipeline):
