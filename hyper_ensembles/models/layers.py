@@ -26,6 +26,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 from flax.linen import meta
+from jax.custom_derivatives import SymbolicZero
 
 from hyper_ensembles.models.conditioning import Conditioning, expand_rows, member_mean
 
@@ -95,6 +96,52 @@ def per_member(v: jax.Array, ndim: int) -> jax.Array:
   return v.reshape((v.shape[0],) + (1,) * (ndim - 2) + (v.shape[-1],))
 
 
+def _rank1_matmul_value(x, kernel, r, s):
+  z = (x * per_member(r, x.ndim)) @ kernel
+  return z * per_member(s, z.ndim), z
+
+
+@jax.custom_vjp
+def rank1_matmul(x: jax.Array, kernel: jax.Array, r: jax.Array, s: jax.Array) -> jax.Array:
+  """Batch-ensemble matmul ((x ∘ r_k) W) ∘ s_k: x `[M, ..., d_in]`, r `[M, d_in]`, s `[M, d_out]`.
+
+  The value is the plain expression; only the gradient is hand-written. Autodiff of the plain
+  expression gets ∂r from the input gradient (∂z Wᵀ), a matmul as large as the forward one that a
+  first layer (whose input needs no gradient) would otherwise skip. When x needs no gradient, the
+  per-member kernel gradients P_k = x_kᵀ ∂z_k give both ∂W = Σ_k r_k ∘ P_k and ∂r_k = Σ_o W ∘ P_k,
+  so the step costs the matmul FLOPs of a plain network on M·B rows. Otherwise the gradients are
+  exactly what autodiff of the plain expression computes.
+  """
+  return _rank1_matmul_value(x, kernel, r, s)[0]
+
+
+def _rank1_matmul_fwd(x, kernel, r, s):
+  x_needs_grad = x.perturbed  # a Python bool (symbolic_zeros=True below)
+  x, kernel, r, s = x.value, kernel.value, r.value, s.value
+  y, z = _rank1_matmul_value(x, kernel, r, s)
+  return y, (x, kernel, r, s, z, x_needs_grad)
+
+
+def _rank1_matmul_bwd(res, dy):
+  x, kernel, r, s, z, x_needs_grad = res
+  if isinstance(dy, SymbolicZero):
+    return None, None, None, None
+  m = x.shape[0]
+  rows = lambda a: a.reshape(m, -1, a.shape[-1])
+  dz = dy * per_member(s, dy.ndim)
+  ds = jnp.einsum('mno,mno->mo', rows(dy), rows(z))
+  if x_needs_grad:
+    dh = dz @ kernel.T
+    dkernel = jnp.einsum('mni,mno->io', rows(x * per_member(r, x.ndim)), rows(dz))
+    dr = jnp.einsum('mni,mni->mi', rows(x), rows(dh))
+    return dh * per_member(r, dh.ndim), dkernel, dr, ds
+  p = jnp.einsum('mni,mno->mio', rows(x), rows(dz))
+  return None, jnp.einsum('mi,mio->io', r, p), jnp.einsum('io,mio->mi', kernel, p), ds
+
+
+rank1_matmul.defvjp(_rank1_matmul_fwd, _rank1_matmul_bwd, symbolic_zeros=True)
+
+
 def conv_nd(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str) -> jax.Array:
   """2-D convolution over `[..., H, W, C]` with any number of leading row axes."""
   lead = x.shape[:-3]
@@ -158,7 +205,8 @@ class _BatchEnsembleBase(nn.Module):
   fast_init: str = 'normal'
   fast_std: float = 0.5
 
-  def _forward(self, x: jax.Array, cond: Conditioning, kernel_shape, slow_op) -> jax.Array:
+  def _forward(self, x: jax.Array, cond: Conditioning, kernel_shape, rank1_op) -> jax.Array:
+    """`rank1_op(x, kernel, r, s)` computes (slow_op(x ∘ r_k, kernel)) ∘ s_k."""
     m = self.num_members
     if x.shape[0] != m:
       raise ValueError(f'{self.name}: expected a leading member axis of {m}, got {x.shape}')
@@ -166,7 +214,7 @@ class _BatchEnsembleBase(nn.Module):
     init = fast_weight_init(self.fast_init, self.fast_std)
     r = self.param('fast_in', init, (m, x.shape[-1]))
     s = self.param('fast_out', init, (m, self.features))
-    y = slow_op(x * per_member(r, x.ndim), kernel) * per_member(s, x.ndim)
+    y = rank1_op(x, kernel, r, s)
     sow_l2(self, cond, self.kernel_l2, jnp.sum(kernel**2), per_member=False)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (m, self.features))
@@ -180,7 +228,7 @@ class BatchEnsembleDense(_BatchEnsembleBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
-    return self._forward(x, cond, (x.shape[-1], self.features), lambda h, k: h @ k)
+    return self._forward(x, cond, (x.shape[-1], self.features), rank1_matmul)
 
 
 class BatchEnsembleConv(_BatchEnsembleBase):
@@ -194,7 +242,8 @@ class BatchEnsembleConv(_BatchEnsembleBase):
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
     return self._forward(
         x, cond, (*self.kernel_size, x.shape[-1], self.features),
-        lambda h, k: conv_nd(h, k, self.strides, self.padding))
+        lambda h, k, r, s: conv_nd(h * per_member(r, h.ndim), k, self.strides, self.padding)
+        * per_member(s, h.ndim))
 
 
 def dropout(rng: jax.Array, x: jax.Array, rate: jax.Array) -> jax.Array:
