@@ -96,50 +96,42 @@ def per_member(v: jax.Array, ndim: int) -> jax.Array:
   return v.reshape((v.shape[0],) + (1,) * (ndim - 2) + (v.shape[-1],))
 
 
-def _rank1_matmul_value(x, kernel, r, s):
-  z = (x * per_member(r, x.ndim)) @ kernel
-  return z * per_member(s, z.ndim), z
-
-
 @jax.custom_vjp
-def rank1_matmul(x: jax.Array, kernel: jax.Array, r: jax.Array, s: jax.Array) -> jax.Array:
-  """Batch-ensemble matmul ((x ∘ r_k) W) ∘ s_k: x `[M, ..., d_in]`, r `[M, d_in]`, s `[M, d_out]`.
+def scaled_matmul(x: jax.Array, kernel: jax.Array, r: jax.Array) -> jax.Array:
+  """(x ∘ r_k) W, the slow path of a batch-ensemble dense layer: x `[M, ..., d_in]`, r `[M, d_in]`.
 
   The value is the plain expression; only the gradient is hand-written. Autodiff of the plain
-  expression gets ∂r from the input gradient (∂z Wᵀ), a matmul as large as the forward one that a
+  expression gets ∂r from the input gradient ∂z Wᵀ, a matmul as large as the forward one, which a
   first layer (whose input needs no gradient) would otherwise skip. When x needs no gradient, the
   per-member kernel gradients P_k = x_kᵀ ∂z_k give both ∂W = Σ_k r_k ∘ P_k and ∂r_k = Σ_o W ∘ P_k,
-  so the step costs the matmul FLOPs of a plain network on M·B rows. Otherwise the gradients are
-  exactly what autodiff of the plain expression computes.
+  so the layer costs the matmul FLOPs of a plain one on M·B rows. Otherwise the gradients are those
+  of autodiff of the plain expression.
   """
-  return _rank1_matmul_value(x, kernel, r, s)[0]
+  return (x * per_member(r, x.ndim)) @ kernel
 
 
-def _rank1_matmul_fwd(x, kernel, r, s):
+def _scaled_matmul_fwd(x, kernel, r):
   x_needs_grad = x.perturbed  # a Python bool (symbolic_zeros=True below)
-  x, kernel, r, s = x.value, kernel.value, r.value, s.value
-  y, z = _rank1_matmul_value(x, kernel, r, s)
-  return y, (x, kernel, r, s, z, x_needs_grad)
+  x, kernel, r = x.value, kernel.value, r.value
+  return (x * per_member(r, x.ndim)) @ kernel, (x, kernel, r, x_needs_grad)
 
 
-def _rank1_matmul_bwd(res, dy):
-  x, kernel, r, s, z, x_needs_grad = res
-  if isinstance(dy, SymbolicZero):
-    return None, None, None, None
+def _scaled_matmul_bwd(res, dz):
+  x, kernel, r, x_needs_grad = res
+  if isinstance(dz, SymbolicZero):
+    return None, None, None
   m = x.shape[0]
   rows = lambda a: a.reshape(m, -1, a.shape[-1])
-  dz = dy * per_member(s, dy.ndim)
-  ds = jnp.einsum('mno,mno->mo', rows(dy), rows(z))
   if x_needs_grad:
     dh = dz @ kernel.T
     dkernel = jnp.einsum('mni,mno->io', rows(x * per_member(r, x.ndim)), rows(dz))
     dr = jnp.einsum('mni,mni->mi', rows(x), rows(dh))
-    return dh * per_member(r, dh.ndim), dkernel, dr, ds
+    return dh * per_member(r, dh.ndim), dkernel, dr
   p = jnp.einsum('mni,mno->mio', rows(x), rows(dz))
-  return None, jnp.einsum('mi,mio->io', r, p), jnp.einsum('io,mio->mi', kernel, p), ds
+  return None, jnp.einsum('mi,mio->io', r, p), jnp.einsum('io,mio->mi', kernel, p)
 
 
-rank1_matmul.defvjp(_rank1_matmul_fwd, _rank1_matmul_bwd, symbolic_zeros=True)
+scaled_matmul.defvjp(_scaled_matmul_fwd, _scaled_matmul_bwd, symbolic_zeros=True)
 
 
 def conv_nd(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str) -> jax.Array:
@@ -205,8 +197,8 @@ class _BatchEnsembleBase(nn.Module):
   fast_init: str = 'normal'
   fast_std: float = 0.5
 
-  def _forward(self, x: jax.Array, cond: Conditioning, kernel_shape, rank1_op) -> jax.Array:
-    """`rank1_op(x, kernel, r, s)` computes (slow_op(x ∘ r_k, kernel)) ∘ s_k."""
+  def _forward(self, x: jax.Array, cond: Conditioning, kernel_shape, scaled_op) -> jax.Array:
+    """`scaled_op(x, kernel, r)` is the slow op (matmul, conv) applied to x ∘ r_k."""
     m = self.num_members
     if x.shape[0] != m:
       raise ValueError(f'{self.name}: expected a leading member axis of {m}, got {x.shape}')
@@ -214,7 +206,7 @@ class _BatchEnsembleBase(nn.Module):
     init = fast_weight_init(self.fast_init, self.fast_std)
     r = self.param('fast_in', init, (m, x.shape[-1]))
     s = self.param('fast_out', init, (m, self.features))
-    y = rank1_op(x, kernel, r, s)
+    y = scaled_op(x, kernel, r) * per_member(s, x.ndim)
     sow_l2(self, cond, self.kernel_l2, jnp.sum(kernel**2), per_member=False)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (m, self.features))
@@ -228,7 +220,7 @@ class BatchEnsembleDense(_BatchEnsembleBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
-    return self._forward(x, cond, (x.shape[-1], self.features), rank1_matmul)
+    return self._forward(x, cond, (x.shape[-1], self.features), scaled_matmul)
 
 
 class BatchEnsembleConv(_BatchEnsembleBase):
@@ -242,8 +234,7 @@ class BatchEnsembleConv(_BatchEnsembleBase):
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
     return self._forward(
         x, cond, (*self.kernel_size, x.shape[-1], self.features),
-        lambda h, k, r, s: conv_nd(h * per_member(r, h.ndim), k, self.strides, self.padding)
-        * per_member(s, h.ndim))
+        lambda h, k, r: conv_nd(h * per_member(r, h.ndim), k, self.strides, self.padding))
 
 
 def dropout(rng: jax.Array, x: jax.Array, rate: jax.Array) -> jax.Array:

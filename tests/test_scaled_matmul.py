@@ -1,6 +1,6 @@
 """The batch-ensemble matmul's hand-written gradient equals autodiff of its plain expression.
 
-`layers.rank1_matmul` computes ((x ∘ r_k) W) ∘ s_k and takes a cheaper gradient path when x needs
+`_rank1` computes ((x ∘ r_k) W) ∘ s_k and takes a cheaper gradient path when x needs
 no gradient (a first layer); both paths, under jit and vmap, must agree with autodiff.
 """
 
@@ -16,6 +16,10 @@ from hyper_ensembles.models import layers
 
 def _plain(x, kernel, r, s):
   return ((x * layers.per_member(r, x.ndim)) @ kernel) * layers.per_member(s, x.ndim)
+
+
+def _rank1(x, kernel, r, s):
+  return layers.scaled_matmul(x, kernel, r) * layers.per_member(s, x.ndim)
 
 
 def _inputs(shape=(3, 5, 2, 7), d_out=4):
@@ -34,9 +38,9 @@ def _loss(f, g):
 @pytest.mark.parametrize('argnums', [(1, 2, 3), (0, 1, 2, 3)])
 def test_gradients_match_autodiff(shape, argnums):
   x, kernel, r, s, g = _inputs(shape)
-  np.testing.assert_array_equal(layers.rank1_matmul(x, kernel, r, s), _plain(x, kernel, r, s))
+  np.testing.assert_array_equal(_rank1(x, kernel, r, s), _plain(x, kernel, r, s))
   want = jax.grad(_loss(_plain, g), argnums)(x, kernel, r, s)
-  got = jax.jit(jax.grad(_loss(layers.rank1_matmul, g), argnums))(x, kernel, r, s)
+  got = jax.jit(jax.grad(_loss(_rank1, g), argnums))(x, kernel, r, s)
   for a, b in zip(got, want, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
@@ -47,11 +51,11 @@ def test_gradient_through_a_computed_input_and_under_vmap():
   def loss(f):
     return lambda kernel, r, s: jnp.sum(f(jnp.tanh(x * kernel[0, 0]), kernel, r, s) * g)
 
-  for a, b in zip(jax.grad(loss(layers.rank1_matmul), (0, 1, 2))(kernel, r, s),
+  for a, b in zip(jax.grad(loss(_rank1), (0, 1, 2))(kernel, r, s),
                   jax.grad(loss(_plain), (0, 1, 2))(kernel, r, s), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
   kernels = jnp.stack([kernel, 2.0 * kernel])
   per_kernel = lambda f: jax.vmap(jax.grad(_loss(f, g), (1, 2)), in_axes=(None, 0, None, None))
-  for a, b in zip(per_kernel(layers.rank1_matmul)(x, kernels, r, s),
+  for a, b in zip(per_kernel(_rank1)(x, kernels, r, s),
                   per_kernel(_plain)(x, kernels, r, s), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
