@@ -325,7 +325,8 @@ def test_batch_norm_statistics_span_all_members_and_vmap_separates_them():
   cond = Conditioning(hparams={'l2_bn': jnp.full((M, 1), 2.0)})
   variables = bn.init(jax.random.PRNGKey(1), x, cond, train=False)
   variables = {k: variables[k] for k in ('params', 'batch_stats')}  # not the init's penalties
-  y, mutated = bn.apply(variables, x, cond, train=True, mutable=['batch_stats', 'penalties'])
+  y, mutated = jax.jit(lambda v: bn.apply(v, x, cond, train=True,
+                                          mutable=['batch_stats', 'penalties']))(variables)
   mean = x.reshape(-1, 5).mean(0)
   var = x.reshape(-1, 5).var(0)
   np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-5)
@@ -335,8 +336,8 @@ def test_batch_norm_statistics_span_all_members_and_vmap_separates_them():
   np.testing.assert_allclose(sum(jax.tree.leaves(mutated['penalties'])), 10.0, rtol=1e-6)
   # Deep ensembles vmap a plain network over members: each member normalises by its own rows.
   plain_cond = Conditioning(hparams={'l2_bn': jnp.full((M,), 2.0)})
-  y_vmap, _ = jax.vmap(
-      lambda xk, ck: bn.apply(variables, xk, ck, train=True, mutable=['batch_stats']))(
+  y_vmap, _ = jax.jit(jax.vmap(
+      lambda xk, ck: bn.apply(variables, xk, ck, train=True, mutable=['batch_stats'])))(
           x, plain_cond)
   per_member_mean = x.reshape(M, -1, 5).mean(1)[:, None, None, None]
   per_member_var = x.reshape(M, -1, 5).var(1)[:, None, None, None]
