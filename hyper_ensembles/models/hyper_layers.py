@@ -156,9 +156,15 @@ class _HyperBatchEnsembleBase(nn.Module):
     e = lam_tilde.astype(embedding.dtype) @ embedding  # [M, B, 2·d_out]
     e1, e2 = e[..., :self.features], e[..., self.features:]
 
-    y = slow_op(x * per_member(r, x.ndim), kernel) * per_member(s, x.ndim)
-    y_delta = slow_op(x * per_member(u, x.ndim), delta) * per_member(v, x.ndim)
-    y = y + per_example(e1, y.ndim) * y_delta
+    if self.tie_uv:
+      # u = r: one matmul / conv with [W, Δ] stacked along the outputs computes both paths, which
+      # halves the number of convolutions to compile and run.
+      both = slow_op(x * per_member(r, x.ndim), jnp.concatenate([kernel, delta], axis=-1))
+      y, y_delta = both[..., :self.features], both[..., self.features:]
+    else:
+      y = slow_op(x * per_member(r, x.ndim), kernel)
+      y_delta = slow_op(x * per_member(u, x.ndim), delta)
+    y = y * per_member(s, x.ndim) + per_example(e1, y.ndim) * y_delta * per_member(v, x.ndim)
     rows = x.shape[:2]
     if self.kernel_l2 is not None:
       nu = row_coefficient(cond, self.kernel_l2, rows)
