@@ -107,6 +107,14 @@ class Method(abc.ABC):
     """Per-member hyperparameter arrays `{name: [M]}` for the train state."""
     return {name: jnp.asarray(value) for name, value in self._hparams.items()}
 
+  @property
+  def zero_hparams(self) -> frozenset[str]:
+    """Fixed hyperparameters that are 0 for every member (`Conditioning.zero`: layers skip them).
+
+    The train state's hparams keep the values they were created with, so this holds for the run.
+    """
+    return frozenset(name for name, value in self._hparams.items() if not np.any(value))
+
   # ---- variables -------------------------------------------------------------------------------
   @abc.abstractmethod
   def init_variables(self, rng: jax.Array) -> dict:

@@ -26,7 +26,8 @@ class BatchEnsemble(Method):
 
   def _cond(self, hparams: dict) -> Conditioning:
     # One value per member, broadcast over the batch rows: shape [M, 1].
-    return Conditioning(hparams={k: v[:, None] for k, v in hparams.items()})
+    return Conditioning(hparams={k: v[:, None] for k, v in hparams.items()},
+                        zero=self.zero_hparams)
 
   def init_variables(self, rng):
     dummy = jnp.zeros((self.num_members, 1, *self.info.image_shape), jnp.float32)

@@ -26,7 +26,7 @@ class DeepEnsemble(Method):
     return self.num_members
 
   def _cond(self, hparams: dict) -> Conditioning:
-    return Conditioning(hparams=dict(hparams))
+    return Conditioning(hparams=dict(hparams), zero=self.zero_hparams)
 
   def init_variables(self, rng: jax.Array) -> dict:
     dummy = jnp.zeros((1, *self.info.image_shape), jnp.float32)

@@ -19,10 +19,16 @@ import jax.numpy as jnp
 
 @flax.struct.dataclass
 class Conditioning:
-  """Per-row hyperparameter values by name, and the normalised λ̃ `[M, B, D]` (hyper-batch only)."""
+  """Per-row hyperparameter values by name, and the normalised λ̃ `[M, B, D]` (hyper-batch only).
+
+  `zero` names hyperparameters known when the step is traced to be 0 in every row: fixed for the
+  run (not sampled) and 0 for every member. Layers skip their work for them (no dropout mask is
+  drawn, no L2 term is built), which gives the same numbers as computing with the value 0.
+  """
 
   hparams: dict[str, jax.Array]
   lam_tilde: jax.Array | None = None
+  zero: frozenset[str] = flax.struct.field(pytree_node=False, default=frozenset())
 
   def get(self, name: str) -> jax.Array:
     try:

@@ -81,7 +81,7 @@ def sow_l2(module: nn.Module, cond: Conditioning, hparam: str | None, sq_norm: j
   `sq_norm` is a scalar for shared parameters, `[M]` for per-member ones; either way the result is
   the member mean of ν_k·‖θ_k‖² with ν_k the member's (example-averaged) coefficient.
   """
-  if hparam is None:
+  if hparam is None or hparam in cond.zero:
     return
   coef = member_mean(cond.get(hparam))
   if per_member:
@@ -255,6 +255,6 @@ class Dropout(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: Conditioning, deterministic: bool) -> jax.Array:
-    if deterministic or self.hparam is None:
+    if deterministic or self.hparam is None or self.hparam in cond.zero:
       return x
     return dropout(self.make_rng('dropout'), x, cond.get(self.hparam))
