@@ -120,7 +120,9 @@ class HyperBatchEnsemble(BatchEnsemble):
         values[name] = lam[..., self.space.index(name)]
       else:
         values[name] = jnp.broadcast_to(jnp.asarray(hparams[name])[:, None], rows)
-    return Conditioning(hparams=values, lam_tilde=hp.normalize(self.space, lam))
+    # Fixed hyperparameters that are 0 for every member let layers skip their work (dropout masks).
+    zero = frozenset(n for n in self.zero_hparams if n not in self.space.names)
+    return Conditioning(hparams=values, lam_tilde=hp.normalize(self.space, lam), zero=zero)
 
   # ---- variables -------------------------------------------------------------------------------
   def init_variables(self, rng):

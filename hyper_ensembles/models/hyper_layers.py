@@ -46,6 +46,7 @@ from hyper_ensembles.models.layers import (
     conv_nd,
     fast_weight_init,
     per_member,
+    scaled_matmul,
 )
 
 
@@ -129,7 +130,8 @@ class _HyperBatchEnsembleBase(nn.Module):
   l2_with_fast_weights: bool = False
 
   def _forward(self, x: jax.Array, cond: Conditioning, kernel_shape: tuple[int, ...],
-               slow_op: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+               scaled_op: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]) -> jax.Array:
+    """`scaled_op(x, kernel, r)` is the slow op (matmul, conv) applied to x ∘ r_k."""
     m = self.num_members
     if x.shape[0] != m:
       raise ValueError(f'{self.name}: expected a leading member axis of {m}, got {x.shape}')
@@ -159,11 +161,11 @@ class _HyperBatchEnsembleBase(nn.Module):
     if self.tie_uv:
       # u = r: one matmul / conv with [W, Δ] stacked along the outputs computes both paths, which
       # halves the number of convolutions to compile and run.
-      both = slow_op(x * per_member(r, x.ndim), jnp.concatenate([kernel, delta], axis=-1))
+      both = scaled_op(x, jnp.concatenate([kernel, delta], axis=-1), r)
       y, y_delta = both[..., :self.features], both[..., self.features:]
     else:
-      y = slow_op(x * per_member(r, x.ndim), kernel)
-      y_delta = slow_op(x * per_member(u, x.ndim), delta)
+      y = scaled_op(x, kernel, r)
+      y_delta = scaled_op(x, delta, u)
     y = y * per_member(s, x.ndim) + per_example(e1, y.ndim) * y_delta * per_member(v, x.ndim)
     rows = x.shape[:2]
     if self.kernel_l2 is not None:
@@ -188,7 +190,8 @@ class HyperBatchEnsembleDense(_HyperBatchEnsembleBase):
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
-    return self._forward(x, cond, (x.shape[-1], self.features), lambda h, k: h @ k)
+    # scaled_matmul: the first layer's gradient skips the input-gradient matmuls (layers.py).
+    return self._forward(x, cond, (x.shape[-1], self.features), scaled_matmul)
 
 
 class HyperBatchEnsembleConv(_HyperBatchEnsembleBase):
@@ -202,7 +205,7 @@ class HyperBatchEnsembleConv(_HyperBatchEnsembleBase):
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
     return self._forward(
         x, cond, (*self.kernel_size, x.shape[-1], self.features),
-        lambda h, k: conv_nd(h, k, self.strides, self.padding))
+        lambda h, k, r: conv_nd(h * per_member(r, h.ndim), k, self.strides, self.padding))
 
 
 def _hyper_batch(kit: kit_lib.LayerKit, kind: str, kwargs: dict) -> nn.Module:
