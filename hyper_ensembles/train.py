@@ -96,7 +96,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Returns:
     The final metrics dict (as written to metrics.json), or {} when stopped early.
   """
-  resuming = workdir_lib.prepare_workdir(workdir, config)
+  # A workdir of another config is refused first; a new workdir's config is recorded only after
+  # validation below, so a run rejected for bad input leaves no config.json to conflict with.
+  recorded = os.path.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE))
+  if recorded:
+    workdir_lib.prepare_workdir(workdir, config)
   is_main = jax.process_index() == 0
   dataset = load_dataset(config.dataset, config.data)
   method = create_method(config, dataset.info, dataset.num_train)
@@ -106,6 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   stream = TrainStream(dataset.train, config.batch_size, method.num_data_orders, config.seed,
                        rows=sharding.process_rows(config.batch_size))
+  resuming = workdir_lib.prepare_workdir(workdir, config)
   total_steps = num_train_steps(config, stream.steps_per_epoch)
   state, tx, schedule = create_train_state(method, config, stream.steps_per_epoch, mesh)
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),

@@ -20,9 +20,11 @@ from hyper_ensembles.models.registry import ARCHITECTURES
 from tests.conftest import restore_state, smoke_config
 
 
-def _assert_nothing_trained(workdir) -> None:
+def _assert_nothing_trained(workdir, config_recorded: bool = False) -> None:
+  """No checkpoint or result; and no config.json, which would refuse the corrected rerun."""
   assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
   assert not os.path.exists(os.path.join(workdir, 'metrics.json'))
+  assert os.path.exists(os.path.join(workdir, 'config.json')) == config_recorded
 
 
 @pytest.mark.parametrize('key,valid', [
@@ -72,6 +74,8 @@ def test_batch_larger_than_dataset(tmp_path):
   message = str(excinfo.value)
   assert '5000' in message and '1222' in message, message  # digits: 1 222 training images
   _assert_nothing_trained(tmp_path)
+  # The corrected command may reuse the workdir (stop_after_steps=0: set up, do not train).
+  assert train.train_and_evaluate(smoke_config(), str(tmp_path), stop_after_steps=0) == {}
 
 
 def test_workdir_of_a_different_config_is_refused(tmp_path):
@@ -84,7 +88,7 @@ def test_workdir_of_a_different_config_is_refused(tmp_path):
   assert 'optimizer.learning_rate' in message
   assert '0.001' in message and '0.5' in message
   assert 'config.json' in message and '--workdir' in message  # how to resume or start anew
-  _assert_nothing_trained(tmp_path)
+  _assert_nothing_trained(tmp_path, config_recorded=True)
   # The recorded config is untouched.
   assert workdir_lib.read_json(str(tmp_path / 'config.json')) == workdir_lib.config_to_dict(
       original)
