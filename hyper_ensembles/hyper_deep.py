@@ -70,10 +70,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from hyper_ensembles import evaluation, train
 from hyper_ensembles import hparams as hparams_lib
-from hyper_ensembles import metrics as metrics_lib
 from hyper_ensembles import selection as selection_lib
-from hyper_ensembles import train
 from hyper_ensembles import workdir as workdir_lib
 
 PLAN_FILE = 'plan.json'
@@ -604,10 +603,11 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *,
   seconds = lambda results: float(sum(r['train_seconds'] for r in results))
 
   def ensemble_metrics(ensemble: Ensemble, train_seconds: float) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in eval_sets:
-      logits, labels = predictions.stack(ensemble.members, name)
-      out[name] = metrics_lib.compute_metrics(logits, labels, ensemble.result.weights)
+    # The same evaluation path as every run: OOD sets get detection metrics against test and
+    # corrupted sets their aggregates.
+    out: dict[str, Any] = evaluation.metrics_from_predictions(
+        {name: predictions.stack(ensemble.members, name) for name in eval_sets},
+        ensemble.result.weights)
     out['num_params'] = int(per_member * len(ensemble.members))
     # The cost of producing the ensemble: every run its candidates came from.
     out['train_seconds'] = train_seconds
