@@ -93,6 +93,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.tfds_data_dir = config_dict.placeholder(str)
   config.data.validation_fraction = 0.05  # the last 5 % of the training split (DESIGN.md §6)
   config.data.split_seed = 0  # embedded digits only: its split is random but fixed
+  # True: train on train ∪ validation (validation still evaluated, no longer held out)
+  config.data.train_on_validation = False
   # Extra evaluation sets (data/registry.py): corrupted CIFAR test sets ('', 'official', 'all' or a
   # comma list of types), their severities, the CIFAR-100-C .npy directory, and OOD TFDS datasets.
   config.data.corruptions = ''
@@ -198,7 +200,8 @@ def _add_hyper_deep(config: ml_collections.ConfigDict, small: bool, smoke: bool)
   # 25 MLP / LeNet members fit easily and give a resume point halfway through a pool of 50.
   hd.chunk_size = 25 if small else 1
   hd.stratify = True  # step 3: K inits of every selected setting, then select again
-  hd.retrain_on_train_plus_val = False  # step 4: not implemented yet (fails early if set)
+  # Step 4: retrain the final members on train ∪ validation (same seeds and settings).
+  hd.retrain_on_train_plus_val = False
   hd.fixed_init_baseline = True  # also the random search with one shared init (paper baseline)
   hd.deep_baseline = True  # also the deep ensemble of the default setting (K inits)
   if smoke:

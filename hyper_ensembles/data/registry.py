@@ -19,6 +19,15 @@ Data config fields (an `ml_collections.ConfigDict`; all must be present):
   split_seed: int = 0. Seed of the digits train / validation / test split (the other datasets'
     splits are fixed by their sources).
 
+Optional field (absent means False), changing what the model trains on:
+
+  train_on_validation: bool = False. True trains on train ∪ validation: the train split becomes
+    the train images followed by the validation images (a fixed order, so the data order stays a
+    pure function of the seed), for retraining chosen settings on all the labelled data (hyper-deep
+    step 4). The validation split is kept as it is, so validation metrics are still reported but
+    are no longer held out. The normalisation statistics stay those of the original train split,
+    so a retrained network preprocesses its inputs exactly as the network it replaces.
+
 Optional fields (absent means off), adding evaluation sets to `Dataset.extra_eval`:
 
   corruptions: str = ''. Corrupted test sets of cifar10 / cifar100, named `corrupt_<type>_<s>`:
@@ -37,9 +46,10 @@ import dataclasses
 from collections.abc import Callable
 
 import ml_collections
+import numpy as np
 
 from hyper_ensembles.data import cifar, corrupted, digits, fashion_mnist, ood
-from hyper_ensembles.data.dataset import Dataset
+from hyper_ensembles.data.dataset import ArraySplit, Dataset
 
 DATASETS: dict[str, Callable[[ml_collections.ConfigDict], Dataset]] = {
     'digits': digits.load,
@@ -59,8 +69,22 @@ def load_dataset(name: str, data_config: ml_collections.ConfigDict) -> Dataset:
     raise ValueError(
         f"Unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
   dataset = DATASETS[name](data_config)
+  if data_config.get('train_on_validation', False):
+    dataset = with_validation_in_train(dataset)
   extra = {**corrupted.load_corrupted(name, data_config),
            **ood.load_ood(data_config, dataset.info.image_shape)}
   if not extra:
     return dataset
   return dataclasses.replace(dataset, extra_eval={**dataset.extra_eval, **extra})
+
+
+def with_validation_in_train(dataset: Dataset) -> Dataset:
+  """`dataset` with train = train ∪ validation (train first); validation and `info` unchanged.
+
+  `info` (and so the normalisation mean / std) is deliberately not recomputed: see
+  `train_on_validation` in the module docstring.
+  """
+  train, validation = dataset.train, dataset.validation
+  merged = ArraySplit(np.concatenate([train.images, validation.images]),
+                      np.concatenate([train.labels, validation.labels]))
+  return dataclasses.replace(dataset, train=merged)
