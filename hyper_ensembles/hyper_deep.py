@@ -16,6 +16,12 @@ Stages (`run_pipeline`; a re-run skips what is done and resumes what is not):
   select        greedy selection with replacement on validation NLL (selection.py) → hyper ens.
   stratify      every distinct selected setting trained with K − 1 further inits (the pool member
                 is the K-th); greedy selection again over these ≤ K² networks → hyper-deep ens.
+  retrain       (hyper_deep.retrain_on_train_plus_val) every distinct member of the hyper-deep
+                ensemble trained again, same seed and setting, on train ∪ validation
+                (`config.data.train_on_validation`; the paper's final models see 100 % of the
+                training data) → the final ensemble: the retrained networks with the weights the
+                selection gave the originals. Selection itself only ever sees held-out validation
+                predictions of networks trained on train alone.
   fixed_init    (hyper_deep.fixed_init_baseline) the same κ settings and data orders, but every
                 member starts from one shared init (`config.init_seed`); selection → the paper's
                 "fixed-init hyper ens".
@@ -23,15 +29,20 @@ Stages (`run_pipeline`; a re-run skips what is done and resumes what is not):
   evaluate      weighted ensembles (duplicates = weights) on every saved evaluation set →
                 DIR/metrics.json and DIR/selection.json.
 
-Retraining the chosen settings on train + validation (the paper's optional step 4) is not
-implemented: the data loaders have no train + validation split yet; the config flag for it fails
-early with a message saying so.
+Retraining (step 4) keeps the number of epochs, so a retrained network takes more steps, and its
+L2 penalty ν·‖θ‖²/N uses the larger N (the loss's usual convention). Member k of a run seeded s is
+seeded s + k, so only members with consecutive seeds share a vectorised retraining run: the distinct
+members, sorted by seed, are cut into runs of consecutive seeds of at most `chunk_size`. A run is
+named by its seeds, not by its position among the chosen, so its directory always holds the same
+config whichever other members a selection picks. The baselines are not retrained: compare the final
+ensemble with `hyper_deep_before_retrain` for the effect of retraining alone. The retrained
+ensemble's validation metrics are not held out (its networks trained on validation).
 
 Seeds, with s = config.seed, κ = pool size, K = ensemble size: pool member i has seed s + i; the
 j-th extra init (j = 0..K−2) of pool setting i has seed s + κ + i·(K−1) + j, so stratification
 never reuses a pool seed and does not depend on which other settings were chosen; the fixed-init
 pool's member i has seed s + i (its data order and dropout) and init seed s; the deep baseline has
-seeds s .. s + K − 1 (its member 0 is pool member 0).
+seeds s .. s + K − 1 (its member 0 is pool member 0); a retrained member keeps its seed.
 
 Layout of DIR:
 
@@ -41,15 +52,22 @@ Layout of DIR:
                                    overrides (scripts/sweep.py prints or runs them)
   pool/members_AAAA_BBBB/          pool members [AAAA, BBBB): an ordinary `deep` run directory
   stratify/setting_IIII/members_*  the extra inits of pool setting IIII
+  retrain/seeds_AAAA_BBBB/         (retrain_on_train_plus_val) the chosen members with seeds
+                                   [AAAA, BBBB) trained on train ∪ validation; `_init_IIII` added
+                                   when they share the init of seed IIII
   fixed_init_pool/members_*        the fixed-init random search
   deep_baseline/                   the deep ensemble of the default setting
   selection/<ensemble>.json        each selection: its candidate pool and the greedy result
-  metrics.json                     DESIGN.md §9 for the hyper-deep ensemble, plus `baselines`:
-                                   {best_single, hyper_ens, fixed_init_hyper_ens, deep_ens}, each
-                                   with the same keys (eval sets, num_params, train_seconds)
-  predictions/<set>.npz            the hyper-deep ensemble's picks (duplicates repeated), so their
+  metrics.json                     DESIGN.md §9 for the final hyper-deep ensemble (retrained when
+                                   retrain_on_train_plus_val), `retrained_on_train_plus_val`, and
+                                   `baselines`: {best_single, hyper_ens, fixed_init_hyper_ens,
+                                   deep_ens, hyper_deep_before_retrain (when retrained)}, each with
+                                   the same keys (eval sets, num_params, train_seconds)
+  predictions/<set>.npz            the final ensemble's picks (duplicates repeated), so their
                                    uniform average is the weighted ensemble
-  selection.json                   chosen members: hyperparameters, seeds, weights, NLL history
+  selection.json                   chosen members: hyperparameters, seeds, weights, NLL history;
+                                   when retrained, each hyper-deep member's `retrained` {run, index}
+                                   and the list `retrain_runs`
   stages.jsonl                     one line per stage per invocation: ran or skipped
 
 Selection and evaluation read only the saved `predictions/<set>.npz` of the runs, so runs made by
@@ -82,7 +100,7 @@ STAGE_LOG_FILE = 'stages.jsonl'
 SELECTION_DIR = 'selection'
 
 # Stage names in order; `run_pipeline(until=...)` stops after the named one.
-STAGES = ('pool', 'select', 'stratify', 'fixed_init', 'deep_baseline', 'evaluate')
+STAGES = ('pool', 'select', 'stratify', 'retrain', 'fixed_init', 'deep_baseline', 'evaluate')
 
 # Names of the ensembles in metrics.json["baselines"] and selection.json.
 HYPER_DEEP = 'hyper_deep'
@@ -90,6 +108,7 @@ HYPER_ENS = 'hyper_ens'
 FIXED_INIT_HYPER_ENS = 'fixed_init_hyper_ens'
 BEST_SINGLE = 'best_single'
 DEEP_ENS = 'deep_ens'
+HYPER_DEEP_BEFORE_RETRAIN = 'hyper_deep_before_retrain'
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,6 +186,7 @@ class Settings:
   sampling_seed: int
   chunk_size: int
   stratify: bool
+  retrain: bool
   fixed_init_baseline: bool
   deep_baseline: bool
 
@@ -179,11 +199,12 @@ def hparam_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 def read_settings(config: ml_collections.ConfigDict) -> Settings:
   """Validates `config.hyper_deep` (and the parts of the config the pipeline relies on)."""
   hd = config.hyper_deep
-  if hd.retrain_on_train_plus_val:
-    raise NotImplementedError(
-        'hyper_deep.retrain_on_train_plus_val: retraining the chosen settings on train + '
-        'validation is not implemented yet (the data loaders have no train + validation split); '
-        'set it to False.')
+  if config.data.get('train_on_validation', False):
+    # Selection must score held-out predictions; step 4 sets the option on its own runs only.
+    raise ValueError(
+        'The hyper-deep pipeline selects on validation predictions, which must be held out: leave '
+        'config.data.train_on_validation=False, and set hyper_deep.retrain_on_train_plus_val=True '
+        'to retrain the chosen members on train + validation.')
   set_members = sorted(k for k, v in config.member_hparams.items() if len(v))
   if set_members:
     raise ValueError(
@@ -205,7 +226,8 @@ def read_settings(config: ml_collections.ConfigDict) -> Settings:
   return Settings(
       pool_size=int(hd.pool_size), ensemble_size=ensemble_size, space=space,
       sampling_seed=int(hd.sampling_seed), chunk_size=int(hd.chunk_size),
-      stratify=bool(hd.stratify), fixed_init_baseline=bool(hd.fixed_init_baseline),
+      stratify=bool(hd.stratify), retrain=bool(hd.retrain_on_train_plus_val),
+      fixed_init_baseline=bool(hd.fixed_init_baseline),
       deep_baseline=bool(hd.deep_baseline))
 
 
@@ -286,6 +308,48 @@ def stratify_runs(config: ml_collections.ConfigDict, settings: Settings, plan: P
     out[i] = population_runs(f'stratify/setting_{i:04d}', [plan.settings[i]] * (k - 1),
                              first_seed, settings.chunk_size)
   return out
+
+
+def retrain_runs(members: Sequence[Member], chunk_size: int
+                 ) -> tuple[tuple[Run, ...], dict[tuple[int, int], Member]]:
+  """Runs retraining the distinct `members` on train ∪ validation, and each one's retrained twin.
+
+  The twins are keyed by `(init_seed, seed)`, which identifies a member of one selection's pool.
+  Only members with consecutive seeds and the same `init_seed` share a run (member k of a run
+  seeded s is seeded s + k); see the module docstring for the directory names.
+  """
+  distinct: list[Member] = []
+  for m in members:
+    if m not in distinct:
+      distinct.append(m)
+  distinct.sort(key=lambda m: (m.init_seed, m.seed))
+  groups: list[list[Member]] = []
+  for m in distinct:
+    last = groups[-1] if groups else None
+    if last and (last[-1].init_seed, last[-1].seed) == (m.init_seed, m.seed):
+      raise ValueError(f'Two chosen members share seed {m.seed} (init_seed {m.init_seed}); a '
+                       f'retraining run could not tell them apart.')
+    if (last and len(last) < chunk_size and last[-1].init_seed == m.init_seed
+        and last[-1].seed + 1 == m.seed):
+      last.append(m)
+    else:
+      groups.append([m])
+  runs, twins = [], {}
+  for group in groups:
+    first, init_seed = group[0].seed, group[0].init_seed
+    workdir = f'retrain/seeds_{first:04d}_{first + len(group):04d}'
+    if init_seed >= 0:
+      workdir += f'_init_{init_seed:04d}'
+    overrides: dict[str, Any] = {
+        'method': 'deep', 'num_members': len(group), 'seed': first, 'init_seed': init_seed,
+        'data.train_on_validation': True}
+    for name in sorted(group[0].hparams):
+      overrides[f'member_hparams.{name}'] = [m.hparams[name] for m in group]
+    retrained = tuple(dataclasses.replace(m, run=workdir, index=k) for k, m in enumerate(group))
+    for m in retrained:
+      twins[(m.init_seed, m.seed)] = m
+    runs.append(Run(workdir=workdir, overrides=overrides, members=retrained))
+  return tuple(runs), twins
 
 
 # --------------------------------------------------------------------------------------------------
@@ -566,6 +630,21 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *,
   if stop('stratify'):
     return {}
 
+  # 4. Retraining: the hyper-deep ensemble's members on train ∪ validation, same seeds, settings.
+  retrain_metrics: list[dict] = []
+  retrain_plan: tuple[Run, ...] = ()
+  twins: dict[tuple[int, int], Member] = {}
+  if settings.retrain:
+    retrain_plan, twins = retrain_runs(hyper_deep.members, settings.chunk_size)
+    retrain_metrics, trained = train_runs(retrain_plan)
+    changed |= bool(trained)
+    log.record('retrain', bool(trained), trained=trained, runs=len(retrain_plan),
+               members=sorted(seed for _, seed in twins))
+  else:
+    log.record('retrain', False, disabled=True)
+  if stop('retrain'):
+    return {}
+
   # Fixed-init random search (baseline).
   fixed_metrics: list[dict] = []
   fixed_ens = None
@@ -602,16 +681,19 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *,
   per_member = pool_metrics[0]['num_params'] // len(plan.pool[0].members)
   seconds = lambda results: float(sum(r['train_seconds'] for r in results))
 
-  def ensemble_metrics(ensemble: Ensemble, train_seconds: float) -> dict[str, Any]:
+  def weighted_metrics(members: Sequence[Member], weights: Sequence[float], train_seconds: float
+                       ) -> dict[str, Any]:
     # The same evaluation path as every run: OOD sets get detection metrics against test and
     # corrupted sets their aggregates.
     out: dict[str, Any] = evaluation.metrics_from_predictions(
-        {name: predictions.stack(ensemble.members, name) for name in eval_sets},
-        ensemble.result.weights)
-    out['num_params'] = int(per_member * len(ensemble.members))
+        {name: predictions.stack(members, name) for name in eval_sets}, weights)
+    out['num_params'] = int(per_member * len(members))
     # The cost of producing the ensemble: every run its candidates came from.
     out['train_seconds'] = train_seconds
     return out
+
+  def ensemble_metrics(ensemble: Ensemble, train_seconds: float) -> dict[str, Any]:
+    return weighted_metrics(ensemble.members, ensemble.result.weights, train_seconds)
 
   search_seconds = seconds(pool_metrics)
   ensembles = {HYPER_DEEP: hyper_deep, HYPER_ENS: hyper_ens, BEST_SINGLE: best_single(hyper_ens)}
@@ -624,24 +706,39 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *,
     baselines[FIXED_INIT_HYPER_ENS] = ensemble_metrics(fixed_ens, seconds(fixed_metrics))
   if deep_metrics is not None:
     baselines[DEEP_ENS] = deep_metrics
-  results = ensemble_metrics(hyper_deep, search_seconds + seconds(strat_metrics))
+  hyper_deep_seconds = search_seconds + seconds(strat_metrics)
+  final_picks = [hyper_deep.pool[i] for i in hyper_deep.result.picks]
+  if settings.retrain:
+    # The selection's weights, applied to the retrained twins of the members it chose.
+    twin = lambda m: twins[(m.init_seed, m.seed)]
+    results = weighted_metrics([twin(m) for m in hyper_deep.members], hyper_deep.result.weights,
+                               hyper_deep_seconds + seconds(retrain_metrics))
+    baselines[HYPER_DEEP_BEFORE_RETRAIN] = ensemble_metrics(hyper_deep, hyper_deep_seconds)
+    final_picks = [twin(m) for m in final_picks]
+  else:
+    results = ensemble_metrics(hyper_deep, hyper_deep_seconds)
+  results['retrained_on_train_plus_val'] = settings.retrain
   results['baselines'] = baselines
 
   summary = {
       'ensemble_size': k,
       'pool_size': settings.pool_size,
       'stratified': settings.stratify,
-      'retrained_on_train_plus_val': False,
+      'retrained_on_train_plus_val': settings.retrain,
       'search_space': {n: [lo, hi] for n, lo, hi in zip(
           settings.space.names, settings.space.mins, settings.space.maxs)},
       **{name: ensemble.summary() for name, ensemble in ensembles.items()},
   }
+  if settings.retrain:
+    summary['retrain_runs'] = [run.workdir for run in retrain_plan]
+    for member in summary[HYPER_DEEP]['members']:
+      retrained = twins[(member['init_seed'], member['seed'])]
+      member['retrained'] = {'run': retrained.run, 'index': retrained.index}
   if is_main:
     # The picks, a member chosen twice appearing twice: their uniform average is the weighted
     # ensemble, so tools that read any run's predictions/ re-evaluate this one correctly too.
-    picks = [hyper_deep.pool[i] for i in hyper_deep.result.picks]
     for name in eval_sets:
-      workdir_lib.write_predictions(workdir, name, *predictions.stack(picks, name))
+      workdir_lib.write_predictions(workdir, name, *predictions.stack(final_picks, name))
     workdir_lib.write_json(selection_path, summary)
     workdir_lib.write_json(metrics_path, results)
   log.record('evaluate', True)

@@ -3,8 +3,10 @@
     python scripts/hyper_deep_ensemble.py \
         --config=configs/default.py:method=hyper_deep,dataset=fashion_mnist --workdir=DIR
 
-Runs the random search (vectorised chunks), greedy selection, stratification, the fixed-init and
-deep-ensemble baselines and the final evaluation, writing DIR/metrics.json and DIR/selection.json.
+Runs the random search (vectorised chunks), greedy selection, stratification, the optional
+retraining of the chosen members on train + validation
+(`--config.hyper_deep.retrain_on_train_plus_val=true`), the fixed-init and deep-ensemble baselines
+and the final evaluation, writing DIR/metrics.json and DIR/selection.json.
 A re-run skips finished stages and resumes unfinished runs from their checkpoints; `--until=pool`
 stops after a stage. `python -m hyper_ensembles.main` with `method=hyper_deep` runs the same
 pipeline; to spread the random search over machines, see scripts/sweep.py.

@@ -127,8 +127,10 @@ def test_plan_seeds_settings_and_chunks(tmp_path):
 
 
 def test_config_errors(tmp_path):
-  with pytest.raises(NotImplementedError, match='train \\+ validation'):
-    hyper_deep.run_pipeline(_config(retrain_on_train_plus_val=True), str(tmp_path))
+  config = _config(retrain_on_train_plus_val=True)
+  config.data.train_on_validation = True  # selection would score non-held-out predictions
+  with pytest.raises(ValueError, match='held out'):
+    hyper_deep.run_pipeline(config, str(tmp_path))
   config = _config()
   config.hyper_deep.search_space.l2 = (1e-3, 1e3)
   with config.hyper_deep.search_space.unlocked():
