@@ -2,9 +2,10 @@
 
 The train stream is a pure function of (seed, step): the permutation of epoch e for data order o
 comes from `np.random.default_rng((seed + o, e))` — order o of a stream seeded s is the order of a
-stream seeded s + o, so deep-ensemble member k sees what a single model with seed + k sees. A checkpoint therefore needs only the step to
-resume the stream exactly, and every process computes the same global batch and keeps its own
-rows of it (so results do not depend on the number of hosts or devices).
+stream seeded s + o, so deep-ensemble member k sees what a single model with seed + k sees.
+A checkpoint therefore needs only the step to resume the stream exactly, and every process
+computes the same global batch and keeps its own rows of it (so results do not depend on the
+number of hosts or devices).
 
 Evaluation batches are padded to a fixed size with a mask, so every example counts exactly once
 and one compiled evaluation step serves the last partial batch too.
