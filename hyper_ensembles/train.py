@@ -98,9 +98,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   # A workdir of another config is refused first; a new workdir's config is recorded only after
   # validation below, so a run rejected for bad input leaves no config.json to conflict with.
-  recorded = os.path.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE))
-  if recorded:
-    workdir_lib.prepare_workdir(workdir, config)
+  workdir_lib.check_workdir(workdir, config)
   is_main = jax.process_index() == 0
   dataset = load_dataset(config.dataset, config.data)
   method = create_method(config, dataset.info, dataset.num_train)

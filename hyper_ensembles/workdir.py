@@ -40,27 +40,32 @@ def flatten_dict(d: dict, prefix: str = '') -> dict:
   return out
 
 
+def check_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
+  """Refuses a workdir made with another config; True when it already holds this config."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return False
+  old, new = read_json(path), config_to_dict(config)
+  if old != new:
+    flat_old, flat_new = flatten_dict(old), flatten_dict(new)
+    keys = sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
+    diffs = ', '.join(f'{k}: {flat_old.get(k)!r} → {flat_new.get(k)!r}' for k in keys[:6])
+    raise WorkdirConflictError(
+        f'Workdir {workdir} holds a run with a different config ({diffs}). To resume it, rerun '
+        f'with the config saved in {path}; to start a new run, choose another --workdir.')
+  return True
+
+
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
-  """Creates the workdir and records the config; refuses a workdir made with another config.
+  """`check_workdir`, then creates the workdir and records the config if it is new.
 
   Returns True when the workdir already held this config (a resume).
   """
-  path = os.path.join(workdir, CONFIG_FILE)
-  new = config_to_dict(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    if old != new:
-      flat_old, flat_new = flatten_dict(old), flatten_dict(new)
-      keys = sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
-      diffs = ', '.join(f'{k}: {flat_old.get(k)!r} → {flat_new.get(k)!r}' for k in keys[:6])
-      raise WorkdirConflictError(
-          f'Workdir {workdir} holds a run with a different config ({diffs}). To resume it, rerun '
-          f'with the config saved in {path}; to start a new run, choose another --workdir.')
+  if check_workdir(workdir, config):
     return True
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-    write_json(path, new)
+    write_json(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))
   return False
 
 
