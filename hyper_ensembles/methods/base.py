@@ -134,10 +134,17 @@ class Method(abc.ABC):
     """
 
   def _apply_train(self, params, model_state, images, labels, cond: Conditioning,
-                   smoothing: jax.Array, rng: jax.Array) -> tuple[jax.Array, tuple[dict, dict]]:
-    """Shared by all methods: forward in train mode, cross-entropy + Σ penalties / N."""
+                   smoothing: jax.Array, rng: jax.Array, tile: int | None = None
+                   ) -> tuple[jax.Array, tuple[dict, dict]]:
+    """Shared by all methods: forward in train mode, cross-entropy + Σ penalties / N.
+
+    With `tile` = M, images `[1, B, ...]` are augmented once and then tiled over the M members
+    (as the official batch-ensemble code does: every member sees the same augmented image).
+    """
     k_aug, k_dropout = jax.random.split(rng)
     x = preprocess(images, self.info, k_aug)
+    if tile is not None:
+      x, labels = tile_members(x, tile), tile_members(labels, tile)
     logits, mutated = self.model.apply(
         {'params': params, **model_state}, x, cond, train=True, rngs={'dropout': k_dropout},
         mutable=[*model_state, PENALTY_COLLECTION])
@@ -154,6 +161,11 @@ class Method(abc.ABC):
   @abc.abstractmethod
   def predict(self, state, images: jax.Array) -> jax.Array:
     """Member logits `[M, B, C]` for uint8 images `[B, H, W, C]` (evaluation mode)."""
+
+
+def tile_members(x: jax.Array, num_members: int) -> jax.Array:
+  """`[1 or M, B, ...]` → `[M, B, ...]` (a broadcast; XLA does not copy it)."""
+  return jnp.broadcast_to(x, (num_members, *x.shape[1:]))
 
 
 def member_hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, tuple]:

@@ -1,23 +1,17 @@
 """Batch ensembles (Wen et al. 2020): shared weights with rank-1 per-member factors.
 
-All members see the same images each step: the batch `[1, B, ...]` is broadcast to `[M, B, ...]`
-(member-major, an explicit leading axis) and the loss is the mean cross-entropy over all M·B rows,
-as in the official implementation.
+All members see the same images each step: the batch `[1, B, ...]` is augmented once, then
+broadcast to `[M, B, ...]` (member-major, an explicit leading axis), and the loss is the mean
+cross-entropy over all M·B rows, as in the official implementation.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from hyper_ensembles.data.preprocess import preprocess
-from hyper_ensembles.methods.base import Method
+from hyper_ensembles.methods.base import Method, tile_members
 from hyper_ensembles.models.conditioning import Conditioning
-
-
-def tile_members(x: jax.Array, num_members: int) -> jax.Array:
-  """`[1 or M, B, ...]` → `[M, B, ...]` (a broadcast; XLA does not copy it)."""
-  return jnp.broadcast_to(x, (num_members, *x.shape[1:]))
 
 
 class BatchEnsemble(Method):
@@ -34,11 +28,9 @@ class BatchEnsemble(Method):
     return self.model.init(rng, dummy, self._cond(self.initial_hparams()), train=False)
 
   def loss(self, params, model_state, hparams, tuner, batch, rng):
-    images = tile_members(batch['images'], self.num_members)
-    labels = tile_members(batch['labels'], self.num_members)
     return self._apply_train(
-        params, model_state, images, labels, self._cond(hparams),
-        hparams['label_smoothing'][:, None], rng)
+        params, model_state, batch['images'], batch['labels'], self._cond(hparams),
+        hparams['label_smoothing'][:, None], rng, tile=self.num_members)
 
   def predict(self, state, images):
     x = tile_members(preprocess(images, self.info)[None], self.num_members)

@@ -40,7 +40,8 @@ from hyper_ensembles import ensemble, sharding
 from hyper_ensembles import hparams as hp
 from hyper_ensembles.data.preprocess import preprocess
 from hyper_ensembles.data.streams import TrainStream
-from hyper_ensembles.methods.batch import BatchEnsemble, tile_members
+from hyper_ensembles.methods.base import tile_members
+from hyper_ensembles.methods.batch import BatchEnsemble
 from hyper_ensembles.models import hyper_layers  # noqa: F401  (registers the 'hyper_batch' form)
 from hyper_ensembles.models.conditioning import Conditioning
 from hyper_ensembles.models.registry import create_model
@@ -141,14 +142,13 @@ class HyperBatchEnsemble(BatchEnsemble):
   # ---- training --------------------------------------------------------------------------------
   def loss(self, params, model_state, hparams, tuner, batch, rng):
     k_lam, k_train = jax.random.split(rng)
-    images = tile_members(batch['images'], self.num_members)
-    labels = tile_members(batch['labels'], self.num_members)
     # No gradient reaches t from the train loss: t only moves in the tune step.
     dist = jax.lax.stop_gradient(tuner.dist)
-    lam = hp.sample(k_lam, dist, images.shape[1])
+    lam = hp.sample(k_lam, dist, batch['images'].shape[1])
     cond = self.conditioning(hparams, lam)
     loss, (model_state, metrics) = self._apply_train(
-        params, model_state, images, labels, cond, cond.get('label_smoothing'), k_train)
+        params, model_state, batch['images'], batch['labels'], cond, cond.get('label_smoothing'),
+        k_train, tile=self.num_members)
     return loss, (model_state, metrics)
 
   # ---- tuning ----------------------------------------------------------------------------------
