@@ -92,8 +92,8 @@ def test_dense_without_l2_names_sows_nothing():
 def test_conv_matches_numpy_and_lax(stride, padding):
   x = np.random.default_rng(0).normal(size=(2, 7, 6, 3)).astype(np.float32)
   cond = Conditioning({'l2': jnp.asarray(0.5)})
-  layer = layers.Conv(4, (3, 3), strides=(stride, stride), padding=padding, kernel_l2='l2',
-                      bias_l2='l2')
+  layer = layers.Conv(4, kernel_size=(3, 3), strides=(stride, stride), padding=padding,
+                      kernel_l2='l2', bias_l2='l2')
   params = _randomize(_init(layer, x, cond), 2)
   y, penalty = _apply(layer, params, x, cond)
   kernel, bias = params['kernel'], params['bias']
@@ -108,7 +108,7 @@ def test_conv_matches_numpy_and_lax(stride, padding):
 
 def test_conv_accepts_extra_leading_axes():
   x = np.random.default_rng(1).normal(size=(2, 3, 5, 5, 2)).astype(np.float32)
-  layer = layers.Conv(3, (3, 3))
+  layer = layers.Conv(3, kernel_size=(3, 3))
   params = _randomize(_init(layer, x, Conditioning({})), 3)
   y, _ = _apply(layer, params, x, Conditioning({}))
   flat, _ = _apply(layer, params, x.reshape(6, 5, 5, 2), Conditioning({}))

@@ -143,18 +143,18 @@ def conv_nd(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: st
   return y.reshape(lead + y.shape[1:])
 
 
-class Dense(nn.Module):
-  """Plain dense layer with explicit L2 groups."""
+class _PlainBase(nn.Module):
+  """Shared kernel / bias / L2 logic of the plain dense and conv layers."""
 
   features: int
   kernel_l2: str | None = None
   bias_l2: str | None = None
   use_bias: bool = True
 
-  @nn.compact
-  def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
-    kernel = self.param('kernel', KERNEL_INIT, (x.shape[-1], self.features))
-    y = x @ kernel
+  def _forward(self, x: jax.Array, cond: Conditioning, kernel_shape, op) -> jax.Array:
+    """`op(x, kernel)` is the linear map (matmul, conv)."""
+    kernel = self.param('kernel', KERNEL_INIT, kernel_shape)
+    y = op(x, kernel)
     sow_l2(self, cond, self.kernel_l2, jnp.sum(kernel**2), per_member=False)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (self.features,))
@@ -163,27 +163,26 @@ class Dense(nn.Module):
     return y
 
 
-class Conv(nn.Module):
+class Dense(_PlainBase):
+  """Plain dense layer with explicit L2 groups."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
+    return self._forward(x, cond, (x.shape[-1], self.features), jnp.matmul)
+
+
+class Conv(_PlainBase):
   """Plain 2-D convolution (NHWC, any leading row axes) with explicit L2 groups."""
 
-  features: int
   kernel_size: tuple[int, int] = (3, 3)
   strides: tuple[int, int] = (1, 1)
   padding: str = 'SAME'
-  kernel_l2: str | None = None
-  bias_l2: str | None = None
-  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
-    kernel = self.param('kernel', KERNEL_INIT, (*self.kernel_size, x.shape[-1], self.features))
-    y = conv_nd(x, kernel, self.strides, self.padding)
-    sow_l2(self, cond, self.kernel_l2, jnp.sum(kernel**2), per_member=False)
-    if self.use_bias:
-      bias = self.param('bias', nn.initializers.zeros, (self.features,))
-      y = y + bias
-      sow_l2(self, cond, self.bias_l2, jnp.sum(bias**2), per_member=False)
-    return y
+    return self._forward(
+        x, cond, (*self.kernel_size, x.shape[-1], self.features),
+        lambda h, k: conv_nd(h, k, self.strides, self.padding))
 
 
 class _BatchEnsembleBase(nn.Module):
