@@ -153,9 +153,12 @@ class _HyperBatchEnsembleBase(nn.Module):
     else:
       u = self.param('delta_fast_in', init, (m, d_in))
       v = self.param('delta_fast_out', init, (m, self.features))
+    # e = [e₁, e₂]: weights part and bias part; a layer without bias needs (and, as in the
+    # official layers, has) only e₁.
+    width = 2 * self.features if self.use_bias else self.features
     embedding = self.param('embedding', nn.initializers.normal(self.embedding_std),
-                           (lam_tilde.shape[-1], 2 * self.features))
-    e = lam_tilde.astype(embedding.dtype) @ embedding  # [M, B, 2·d_out]
+                           (lam_tilde.shape[-1], width))
+    e = lam_tilde.astype(embedding.dtype) @ embedding  # [M, B, width]
     e1, e2 = e[..., :self.features], e[..., self.features:]
 
     if self.tie_uv:

@@ -20,11 +20,10 @@ group, the shortcut conv included), `l2_dense_kernel`, `l2_dense_bias`, and `l2_
 
 Parameter counts, CIFAR-10 / CIFAR-100 (tests/test_resnets.py prints them; official figures in
 brackets): plain 36.48 M / 36.54 M [36.5 M]; batch ensemble, M = 4, 36.56 M / 36.62 M [36.6 M] — the
-rank-1 factors r, s add only M·(d_in + d_out) per layer; hyper-batch 73.14 M / 73.26 M
-[73.1 M / 73.2 M] — the second kernel Δ doubles the network. The hyper-batch difference is
-bookkeeping: Keras counts BatchNorm's running statistics (+17 952), and the official bias-free
-convolutions have a d_out-sized embedding where ours emit 2·d_out (the bias half unused: −60 576);
-with both adjustments the counts agree to the parameter.
+rank-1 factors r, s add only M·(d_in + d_out) per layer; hyper-batch 73.08 M / 73.20 M
+[73.1 M / 73.2 M] — the second kernel Δ doubles the network. The remaining difference is
+bookkeeping: Keras also counts BatchNorm's running statistics (+17 952); with them the counts agree
+to the parameter.
 """
 
 from __future__ import annotations
