@@ -122,7 +122,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.momentum = 0.9  # sgd only
   config.optimizer.nesterov = True  # sgd only
   config.optimizer.warmup_epochs = 0.0
-  config.optimizer.decay_epochs = (0.5, 0.75)  # in epochs; set from num_epochs below
+  config.optimizer.decay_epochs = ()  # absolute epochs (the CIFAR configs use these)
+  config.optimizer.decay_fractions = (0.5, 0.75)  # of the run: follows num_epochs overrides
   config.optimizer.decay_factor = 0.2
   config.optimizer.fast_weight_lr_multiplier = 0.5  # official batch-ensemble value
   config.optimizer.grad_clip_norm = 0.0  # 0 = off
@@ -156,7 +157,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.num_epochs = 20.0
     config.hparams.l2 = 10.0
-  config.optimizer.decay_epochs = tuple(f * config.num_epochs for f in (0.5, 0.75))
 
   if args['smoke']:
     config.model.mlp.hidden = (16, 16)

@@ -97,6 +97,7 @@ def build_config(arg: str | None, arch: str, model_section: str,
   config.optimizer.nesterov = True
   config.optimizer.warmup_epochs = 1.0
   config.optimizer.decay_epochs = (100.0, 200.0, 225.0)
+  config.optimizer.decay_fractions = ()
   config.optimizer.decay_factor = 0.2
   config.optimizer.fast_weight_lr_multiplier = 0.5
   # 371 steps per epoch at batch 128: log often, validate every ~10 epochs, checkpoint every ~5.

@@ -8,7 +8,6 @@ jitted tune step on validation batches every `tune_every_steps` train steps.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 
@@ -28,6 +27,7 @@ from hyper_ensembles.data.registry import load_dataset
 from hyper_ensembles.data.streams import TrainStream, prefetch
 from hyper_ensembles.methods.base import Method
 from hyper_ensembles.methods.registry import create_method
+from hyper_ensembles.optimizers import num_train_steps
 from hyper_ensembles.train_state import TrainState, count_params, create_train_state
 
 
@@ -56,12 +56,6 @@ def make_train_step(method: Method, tx: optax.GradientTransformation):
     return new_state, metrics
 
   return train_step
-
-
-def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
-  if config.num_train_steps > 0:
-    return int(config.num_train_steps)
-  return max(1, math.ceil(config.num_epochs * steps_per_epoch))
 
 
 def _mean_metrics(history: list[dict]) -> dict[str, float]:

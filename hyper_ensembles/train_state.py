@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 from hyper_ensembles import sharding
 from hyper_ensembles.methods.base import Method, split_variables
 from hyper_ensembles.models.layers import parameter_labels
-from hyper_ensembles.optimizers import create_optimizer
+from hyper_ensembles.optimizers import create_optimizer, num_train_steps
 
 
 @flax.struct.dataclass
@@ -65,7 +65,8 @@ def create_train_state(method: Method, config: ml_collections.ConfigDict, steps_
     return method.init_variables(init_keys(subkeys))
 
   labels = parameter_labels(jax.eval_shape(init_boxed)['params'])
-  tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, labels)
+  tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, labels,
+                                  num_train_steps(config, steps_per_epoch))
 
   def init():
     subkeys = split(keys)

@@ -193,7 +193,7 @@ def build_config(spec: Spec, args: argparse.Namespace) -> ml_collections.ConfigD
   config.batch_size = spec.batch_size
   opt = config.optimizer
   opt.name, opt.learning_rate, opt.momentum, opt.nesterov = 'sgd', args.learning_rate, 0.9, False
-  opt.warmup_epochs, opt.decay_epochs = 0.0, ()
+  opt.warmup_epochs, opt.decay_epochs, opt.decay_fractions = 0.0, (), ()
   for name in config.hparams:
     if name == 'dropout':
       config.hparams[name] = args.dropout

@@ -39,7 +39,6 @@ _OUT = flags.DEFINE_string('out', None, 'Optional JSON file for the numbers.')
 def benchmark_config(dataset: str, pool_size: int, epochs: float):
   config = default.get_config(f'method=hyper_deep,arch=mlp,dataset={dataset}')
   config.num_epochs = epochs
-  config.optimizer.decay_epochs = tuple(f * epochs for f in (0.5, 0.75))
   config.eval_every_steps = 0  # final evaluation only, the same for both ways
   config.checkpoint_every_steps = 10**9  # one checkpoint at the end, the same for both ways
   config.hyper_deep.pool_size = pool_size

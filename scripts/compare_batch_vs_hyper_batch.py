@@ -54,7 +54,6 @@ def run_config(method: str, seed: int):
   config.seed = seed
   config.num_members = _NUM_MEMBERS.value
   config.num_epochs = _EPOCHS.value
-  config.optimizer.decay_epochs = tuple(f * _EPOCHS.value for f in (0.5, 0.75))
   config.eval_every_steps = 0
   config.checkpoint_every_steps = 10**9  # only the final checkpoint
   if method in ('hyper_batch', 'stn'):

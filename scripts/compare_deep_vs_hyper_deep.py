@@ -49,7 +49,6 @@ def seed_config(seed: int):
   config.seed = 1000 * seed
   config.num_members = _ENSEMBLE_SIZE.value
   config.num_epochs = _EPOCHS.value
-  config.optimizer.decay_epochs = tuple(f * _EPOCHS.value for f in (0.5, 0.75))
   config.hyper_deep.pool_size = _POOL_SIZE.value
   config.hyper_deep.chunk_size = _POOL_SIZE.value
   config.hyper_deep.sampling_seed = seed

@@ -104,6 +104,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path
                         eval_every_steps=0, optimizer__decay_factor=1e30)
   steps_per_epoch = 1222 // config.batch_size
   config.optimizer.decay_epochs = (7 / steps_per_epoch,)
+  config.optimizer.decay_fractions = ()
   with pytest.raises(FloatingPointError) as excinfo:
     train.train_and_evaluate(config, str(tmp_path))
   message = str(excinfo.value)

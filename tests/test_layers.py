@@ -227,7 +227,8 @@ def test_optimizer_scales_fast_weight_updates(multiplier):
     cfg.fast_weight_lr_multiplier = multiplier
   params = {'kernel': jnp.ones((2, 3)), 'fast_in': jnp.ones((4,))}
   labels = {'kernel': 'slow', 'fast_in': 'fast'}
-  tx, schedule = optimizers.create_optimizer(cfg, steps_per_epoch=10, param_labels=labels)
+  tx, schedule = optimizers.create_optimizer(cfg, steps_per_epoch=10, param_labels=labels,
+                                             total_steps=100)
   assert float(schedule(0)) == pytest.approx(0.1)
   grads = {'kernel': jnp.full((2, 3), 2.0), 'fast_in': jnp.full((4,), 2.0)}
   updates, _ = tx.update(grads, tx.init(params), params)
