@@ -148,3 +148,19 @@ def assert_states_equal(a, b, skip=('train_seconds',)) -> None:
       assert np.array_equal(x, y), (
           f'{field}{jax.tree_util.keystr(path)} differs: max |Δ| '
           f'{np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))}')
+
+
+def checkpoint_params(run_dir: str):
+  """Parameters of a run's latest checkpoint as numpy, read without a template."""
+  import orbax.checkpoint as ocp
+  manager = ocp.CheckpointManager(os.path.join(run_dir, 'checkpoints'))
+  step = manager.latest_step()
+  manager.close()
+  state = ocp.StandardCheckpointer().restore(
+      os.path.join(run_dir, 'checkpoints', str(step), 'default'))
+  return jax.tree.map(np.asarray, state['params'])
+
+
+def stage_actions(entries) -> dict:
+  """`{stage: action}` of hyper-deep stage-log entries."""
+  return {e['stage']: e['action'] for e in entries}

@@ -15,7 +15,6 @@ import shlex
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from absl import flags
 from ml_collections import config_flags
@@ -26,6 +25,7 @@ from hyper_ensembles import metrics as metrics_lib
 from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.data.registry import load_dataset
 from hyper_ensembles.methods.registry import create_method
+from tests.conftest import checkpoint_params, stage_actions
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 CONFIG_ARG = 'method=hyper_deep,smoke'
@@ -50,18 +50,8 @@ def _load_sweep_module():
   return module
 
 
-def _final_params(run_dir: str):
-  """Parameters of a run's latest checkpoint, as numpy (no template: same topology here)."""
-  manager = ocp.CheckpointManager(os.path.join(run_dir, 'checkpoints'))
-  step = manager.latest_step()
-  manager.close()
-  state = ocp.StandardCheckpointer().restore(
-      os.path.join(run_dir, 'checkpoints', str(step), 'default'))
-  return jax.tree.map(np.asarray, state['params'])
 
 
-def _actions(entries):
-  return {e['stage']: e['action'] for e in entries}
 
 
 @pytest.fixture(scope='module')
@@ -170,10 +160,10 @@ def test_sweep_command_lines_give_the_pipelines_run_configs(tmp_path):
 
 
 def test_interrupted_after_pool_then_completed(pipeline):
-  assert _actions(pipeline['after_pool']) == {'pool': 'ran'}
+  assert stage_actions(pipeline['after_pool']) == {'pool': 'ran'}
   assert 'metrics.json' not in pipeline['files_after_pool']
   assert 'selection' not in pipeline['files_after_pool']
-  full = _actions(pipeline['after_full'])
+  full = stage_actions(pipeline['after_full'])
   assert full['pool'] == 'skipped'
   assert pipeline['after_full'][0]['trained'] == []
   for stage in ('select', 'stratify', 'fixed_init', 'evaluate'):
@@ -182,7 +172,7 @@ def test_interrupted_after_pool_then_completed(pipeline):
 
 
 def test_rerun_skips_every_stage(pipeline):
-  assert set(_actions(pipeline['after_rerun']).values()) == {'skipped'}
+  assert set(stage_actions(pipeline['after_rerun']).values()) == {'skipped'}
   assert pipeline['rerun_mtime'] == pipeline['mtime']
   assert pipeline['rerun_metrics'] == pipeline['metrics']
 
@@ -195,7 +185,7 @@ def test_deleted_artifacts_are_recomputed_without_training(pipeline, tmp_path):
   metrics = hyper_deep.run_pipeline(config, workdir)
   log = hyper_deep.read_stage_log(workdir)[before:]
   assert all(not entry.get('trained') for entry in log)
-  actions = _actions(log)
+  actions = stage_actions(log)
   assert actions['pool'] == 'skipped' and actions['stratify'] == 'ran'
   assert actions['evaluate'] == 'ran'
   assert metrics == pipeline['metrics']
@@ -250,8 +240,8 @@ def test_stratified_members_share_the_chosen_settings(pipeline):
 
 def test_fixed_init_pool_shares_member_zeros_init(pipeline):
   workdir = pipeline['workdir']
-  pool = _final_params(os.path.join(workdir, 'pool', 'members_0000_0003'))
-  fixed = _final_params(os.path.join(workdir, 'fixed_init_pool', 'members_0000_0003'))
+  pool = checkpoint_params(os.path.join(workdir, 'pool', 'members_0000_0003'))
+  fixed = checkpoint_params(os.path.join(workdir, 'fixed_init_pool', 'members_0000_0003'))
   # Member 0: same seed, setting and init in both pools → the same network.
   for a, b in zip(jax.tree.leaves(pool), jax.tree.leaves(fixed)):
     np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
@@ -269,8 +259,8 @@ def test_pool_member_equals_single_model_trained_alone(pipeline, tmp_path):
   for name, value in plan['settings'][i].items():
     single.hparams[name] = value
   train.train_and_evaluate(single, str(tmp_path))
-  alone = _final_params(str(tmp_path))
-  pooled = _final_params(os.path.join(workdir, 'pool', 'members_0000_0003'))
+  alone = checkpoint_params(str(tmp_path))
+  pooled = checkpoint_params(os.path.join(workdir, 'pool', 'members_0000_0003'))
   for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(pooled), strict=True):
     assert a.shape[0] == 1
     np.testing.assert_allclose(a[0], b[i], rtol=1e-4, atol=1e-5)

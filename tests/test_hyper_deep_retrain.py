@@ -12,7 +12,6 @@ import os
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from configs import default
@@ -20,6 +19,7 @@ from hyper_ensembles import evaluation, hyper_deep, train
 from hyper_ensembles import metrics as metrics_lib
 from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.data.registry import load_dataset
+from tests.conftest import checkpoint_params, stage_actions
 
 K = 2
 
@@ -35,17 +35,8 @@ def _config():
   return config
 
 
-def _final_params(run_dir: str):
-  manager = ocp.CheckpointManager(os.path.join(run_dir, 'checkpoints'))
-  step = manager.latest_step()
-  manager.close()
-  state = ocp.StandardCheckpointer().restore(
-      os.path.join(run_dir, 'checkpoints', str(step), 'default'))
-  return jax.tree.map(np.asarray, state['params'])
 
 
-def _actions(entries):
-  return {e['stage']: e['action'] for e in entries}
 
 
 @pytest.fixture(scope='module')
@@ -120,10 +111,10 @@ def test_retrain_runs_group_consecutive_seeds():
 
 
 def test_pipeline_completes_with_retraining(pipeline):
-  assert _actions(pipeline['until_retrain']) == {
+  assert stage_actions(pipeline['until_retrain']) == {
       'pool': 'ran', 'select': 'ran', 'stratify': 'ran', 'retrain': 'ran'}
   assert 'metrics.json' not in pipeline['files_until_retrain']
-  full = _actions(pipeline['full'])
+  full = stage_actions(pipeline['full'])
   assert full['retrain'] == 'skipped' and full['evaluate'] == 'ran'
   assert all(not e.get('trained') for e in pipeline['full'])
   metrics = pipeline['metrics']
@@ -187,7 +178,7 @@ def test_final_metrics_come_from_the_retrained_members(pipeline):
 
 
 def test_rerun_skips_retraining(pipeline):
-  assert set(_actions(pipeline['rerun']).values()) == {'skipped'}
+  assert set(stage_actions(pipeline['rerun']).values()) == {'skipped'}
   assert pipeline['rerun_metrics'] == pipeline['metrics']
 
 
@@ -200,9 +191,9 @@ def test_retrained_member_equals_single_model_on_train_plus_validation(pipeline,
   for name, value in m['hparams'].items():
     single.hparams[name] = value
   train.train_and_evaluate(single, str(tmp_path))
-  alone = _final_params(str(tmp_path))
-  retrained = _final_params(os.path.join(workdir, m['retrained']['run']))
-  original = _final_params(os.path.join(workdir, m['run']))
+  alone = checkpoint_params(str(tmp_path))
+  retrained = checkpoint_params(os.path.join(workdir, m['retrained']['run']))
+  original = checkpoint_params(os.path.join(workdir, m['run']))
   i, j = m['retrained']['index'], m['index']
   for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(retrained), strict=True):
     np.testing.assert_allclose(a[0], b[i], rtol=1e-4, atol=1e-5)
