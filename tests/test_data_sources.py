@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from hyper_ensembles.data import dataset as dataset_lib
 from hyper_ensembles.data import digits, fashion_mnist, registry, tfds_source
 from hyper_ensembles.data.dataset import ArraySplit
 
@@ -131,7 +132,7 @@ def test_holdout_tail_takes_last_fraction_unshuffled():
 def test_channel_stats_matches_numpy():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, size=(50, 4, 5, 3), dtype=np.uint8)
-  mean, std = tfds_source.channel_stats(images)
+  mean, std = dataset_lib.channel_stats(images)
   x = images / 255.0
   np.testing.assert_allclose(mean, x.mean(axis=(0, 1, 2)), rtol=1e-12)
   np.testing.assert_allclose(std, x.std(axis=(0, 1, 2)), rtol=1e-12)

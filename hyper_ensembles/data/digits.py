@@ -23,8 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from hyper_ensembles.data import tfds_source
-from hyper_ensembles.data.dataset import ArraySplit, Dataset, DatasetInfo
+from hyper_ensembles.data.dataset import ArraySplit, Dataset
 
 NAME = 'digits'
 NUM_CLASSES = 10
@@ -92,11 +91,7 @@ def load_digits_dataset(validation_fraction: float = 0.05, split_seed: int = 0) 
   validation = ArraySplit(images[val_idx], labels[val_idx])
   test = ArraySplit(images[test_idx], labels[test_idx])
 
-  mean, std = tfds_source.channel_stats(train.images)
-  info = DatasetInfo(
-      name=NAME, num_classes=NUM_CLASSES, image_shape=IMAGE_SHAPE, mean=mean, std=std,
-      augmentation='none')
-  return Dataset(info=info, train=train, validation=validation, test=test)
+  return Dataset.with_train_statistics(NAME, NUM_CLASSES, IMAGE_SHAPE, train, validation, test)
 
 
 def load(data_config: ml_collections.ConfigDict) -> Dataset:

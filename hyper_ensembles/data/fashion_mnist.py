@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from hyper_ensembles.data import tfds_source
-from hyper_ensembles.data.dataset import ArraySplit, Dataset, DatasetInfo
+from hyper_ensembles.data.dataset import ArraySplit, Dataset
 
 NAME = 'fashion_mnist'
 NUM_CLASSES = 10
@@ -130,7 +130,7 @@ def load_fashion_mnist_idx(directory: str, validation_fraction: float) -> Datase
   full_train = read_idx_split(directory, 'train')
   test = read_idx_split(directory, 'test')
   train, validation = tfds_source.holdout_tail(full_train, validation_fraction)
-  return _make_dataset(train, validation, test)
+  return Dataset.with_train_statistics(NAME, NUM_CLASSES, IMAGE_SHAPE, train, validation, test)
 
 
 def load_fashion_mnist_tfds(data_dir: str | None, validation_fraction: float) -> Dataset:
@@ -141,15 +141,9 @@ def load_fashion_mnist_tfds(data_dir: str | None, validation_fraction: float) ->
     raise ValueError(
         f'TFDS {NAME}: expected {NUM_CLASSES} classes of {IMAGE_SHAPE} images, got '
         f'{num_classes} of {image_shape}')
-  return _make_dataset(train, validation, test)
+  return Dataset.with_train_statistics(NAME, NUM_CLASSES, IMAGE_SHAPE, train, validation, test)
 
 
-def _make_dataset(train: ArraySplit, validation: ArraySplit, test: ArraySplit) -> Dataset:
-  mean, std = tfds_source.channel_stats(train.images)
-  info = DatasetInfo(
-      name=NAME, num_classes=NUM_CLASSES, image_shape=IMAGE_SHAPE, mean=mean, std=std,
-      augmentation='none')
-  return Dataset(info=info, train=train, validation=validation, test=test)
 
 
 def load(data_config: ml_collections.ConfigDict) -> Dataset:

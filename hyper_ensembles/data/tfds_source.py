@@ -6,7 +6,6 @@ owns the two rules every source must apply identically, whichever way its bytes 
 
 - `holdout_tail`: validation is the *last* `validation_fraction` of the training split, unshuffled
   (the official protocol: the last 5 % of the TFDS train split), with one rounding rule.
-- `channel_stats`: per-channel mean / std on the [0, 1] pixel scale.
 
 TensorFlow and TFDS are imported inside functions: importing them costs seconds, and runs on the
 embedded digits dataset must not pay it.
@@ -44,26 +43,6 @@ def holdout_tail(split: ArraySplit, validation_fraction: float) -> tuple[ArraySp
   return train, validation
 
 
-def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-  """Per-channel mean and (population) std of uint8 images `[N, H, W, C]`, on the [0, 1] scale.
-
-  Computed exactly from a 256-bin histogram per channel: no float copy of the images is made
-  (a float64 copy of Fashion-MNIST's train split alone would be ~360 MB).
-  """
-  if images.dtype != np.uint8 or images.ndim != 4:
-    raise ValueError(f'expected uint8 [N, H, W, C] images, got {images.dtype} {images.shape}')
-  if images.shape[0] == 0:
-    raise ValueError('cannot compute channel statistics of an empty split')
-  values = np.arange(256, dtype=np.float64) / 255.0
-  means, stds = [], []
-  for c in range(images.shape[-1]):
-    counts = np.bincount(images[..., c].ravel(), minlength=256).astype(np.float64)
-    total = counts.sum()
-    mean = float(counts @ values / total)
-    var = float(counts @ (values - mean) ** 2 / total)
-    means.append(mean)
-    stds.append(var**0.5)
-  return tuple(means), tuple(stds)
 
 
 def _read_split(name: str, split: str, data_dir: str | None):
