@@ -63,10 +63,11 @@ def parse_args(arg: str | None) -> dict:
 def validate_names(method: str, arch: str, dataset: str) -> None:
   """Fails early, listing the valid choices, when a name is unknown."""
   from hyper_ensembles.data.registry import DATASETS
-  from hyper_ensembles.methods.registry import get_method_class
+  from hyper_ensembles.methods.registry import METHODS
   from hyper_ensembles.models.registry import get_architecture
-  if method not in PIPELINE_METHODS:
-    get_method_class(method)
+  if method not in METHODS and method not in PIPELINE_METHODS:
+    raise ValueError(f'Unknown method {method!r}; choose one of: '
+                     f'{", ".join(sorted((*METHODS, *PIPELINE_METHODS)))}')
   get_architecture(arch)
   if dataset not in DATASETS:
     raise ValueError(

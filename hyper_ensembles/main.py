@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging as logging_std
 import os
+import sys
 
 # Before TensorFlow (used for event files / TFDS) is imported: hide its C++ start-up chatter.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -29,7 +30,13 @@ _MULTIHOST = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index.')
+_TRACEBACK = flags.DEFINE_bool(
+    'traceback', False, 'Show the full traceback for input errors and diverged runs too.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+# What a user can fix from the message alone (unknown names, missing files, bad sizes, a workdir
+# written by another config — a ValueError — and a non-finite loss).
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
 
 
 class _QuietLibraries(logging_std.Filter):
@@ -54,12 +61,19 @@ def main(argv):
   logging.info('JAX %s: process %d of %d, %d local / %d global devices', jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count())
-  if _CONFIG.value.method == 'hyper_deep':
-    # A pipeline of ordinary runs (random search, selection, stratification), not one run.
-    from hyper_ensembles import hyper_deep
-    hyper_deep.run_pipeline(_CONFIG.value, _WORKDIR.value)
-  else:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    if _CONFIG.value.method == 'hyper_deep':
+      # A pipeline of ordinary runs (random search, selection, stratification), not one run.
+      from hyper_ensembles import hyper_deep
+      hyper_deep.run_pipeline(_CONFIG.value, _WORKDIR.value)
+    else:
+      train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except USER_ERRORS as e:
+    # Bad input (names, paths, sizes, a workdir of another config) and a diverged run: the
+    # message says what and how to fix it; the traceback would only bury it.
+    if _TRACEBACK.value:
+      raise
+    sys.exit(f'error ({type(e).__name__}): {e}')
 
 
 if __name__ == '__main__':

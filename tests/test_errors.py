@@ -120,3 +120,21 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path
   for leaf in jax.tree.leaves(state.params):
     assert np.all(np.isfinite(np.asarray(leaf)))
   assert not os.path.exists(tmp_path / 'metrics.json')
+
+
+def test_command_line_reports_input_errors_in_one_line(tmp_path):
+  """`main.py` turns a user error into one `error (...)` line and exit status 1, no traceback."""
+  import subprocess
+  import sys
+
+  from tests.conftest import REPO_ROOT, subprocess_env
+  missing = tmp_path / 'no_such_dir'
+  proc = subprocess.run(
+      [sys.executable, '-m', 'hyper_ensembles.main',
+       '--config=configs/default.py:method=single,dataset=fashion_mnist,smoke',
+       f'--config.data.fashion_mnist_dir={missing}', f'--workdir={tmp_path / "run"}'],
+      cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  last_line = proc.stderr.strip().splitlines()[-1]
+  assert last_line.startswith('error (FileNotFoundError)') and str(missing) in last_line
+  assert 'Traceback' not in proc.stderr
