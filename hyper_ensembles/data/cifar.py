@@ -47,12 +47,8 @@ def load_cifar(name: str, data_dir: str | None, validation_fraction: float) -> D
   if name not in _SPECS:
     raise ValueError(f"Unknown CIFAR dataset {name!r}; choose one of: {', '.join(_SPECS)}")
   num_classes, mean, std = _SPECS[name]
-  train, validation, test, tfds_classes, image_shape = tfds_source.load_tfds_splits(
-      name, data_dir, validation_fraction)
-  if tfds_classes != num_classes or image_shape != IMAGE_SHAPE:
-    raise ValueError(
-        f'TFDS {name}: expected {num_classes} classes of {IMAGE_SHAPE} images, got '
-        f'{tfds_classes} of {image_shape}')
+  train, validation, test = tfds_source.load_tfds_splits(
+      name, data_dir, validation_fraction, num_classes, IMAGE_SHAPE)
   info = DatasetInfo(
       name=name, num_classes=num_classes, image_shape=IMAGE_SHAPE, mean=mean, std=std,
       augmentation=AUGMENTATION)

@@ -135,12 +135,8 @@ def load_fashion_mnist_idx(directory: str, validation_fraction: float) -> Datase
 
 def load_fashion_mnist_tfds(data_dir: str | None, validation_fraction: float) -> Dataset:
   """Fashion-MNIST through TFDS ('fashion_mnist'), with the same protocol as the IDX source."""
-  train, validation, test, num_classes, image_shape = tfds_source.load_tfds_splits(
-      NAME, data_dir, validation_fraction)
-  if num_classes != NUM_CLASSES or image_shape != IMAGE_SHAPE:
-    raise ValueError(
-        f'TFDS {NAME}: expected {NUM_CLASSES} classes of {IMAGE_SHAPE} images, got '
-        f'{num_classes} of {image_shape}')
+  train, validation, test = tfds_source.load_tfds_splits(
+      NAME, data_dir, validation_fraction, NUM_CLASSES, IMAGE_SHAPE)
   return Dataset.with_train_statistics(NAME, NUM_CLASSES, IMAGE_SHAPE, train, validation, test)
 
 

@@ -77,8 +77,8 @@ def _num_classes(info) -> int:
 
 
 def load_tfds_splits(
-    name: str, data_dir: str | None, validation_fraction: float
-) -> tuple[ArraySplit, ArraySplit, ArraySplit, int, tuple[int, int, int]]:
+    name: str, data_dir: str | None, validation_fraction: float, num_classes: int,
+    image_shape: tuple[int, int, int]) -> tuple[ArraySplit, ArraySplit, ArraySplit]:
   """Loads a TFDS image-classification dataset with the train / validation / test protocol.
 
   The TFDS `train` split is read whole and its last `validation_fraction` held out (see
@@ -90,16 +90,22 @@ def load_tfds_splits(
     data_dir: TFDS data directory; None for the TFDS default (`~/tensorflow_datasets` or
       `$TFDS_DATA_DIR`).
     validation_fraction: fraction of the train split held out as validation, in [0, 1).
+    num_classes: classes the caller expects; anything else is an error naming both.
+    image_shape: (H, W, C) the caller expects, likewise.
 
   Returns:
-    (train, validation, test, num_classes, image_shape) with image_shape (H, W, C).
+    (train, validation, test).
   """
   images, labels, info = _read_split(name, 'train', data_dir)
   train, validation = holdout_tail(ArraySplit(images, labels), validation_fraction)
   test_images, test_labels, _ = _read_split(name, 'test', data_dir)
   test = ArraySplit(test_images, test_labels)
-  image_shape = tuple(int(d) for d in images.shape[1:])
-  return train, validation, test, _num_classes(info), image_shape
+  got_shape, got_classes = tuple(int(d) for d in images.shape[1:]), _num_classes(info)
+  if got_classes != num_classes or got_shape != tuple(image_shape):
+    raise ValueError(
+        f'TFDS {name}: expected {num_classes} classes of {tuple(image_shape)} images, got '
+        f'{got_classes} of {got_shape}')
+  return train, validation, test
 
 
 def load_tfds_eval_split(name: str, split: str = 'test', data_dir: str | None = None) -> ArraySplit:

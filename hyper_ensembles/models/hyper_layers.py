@@ -41,12 +41,12 @@ import jax.numpy as jnp
 from hyper_ensembles.models import kit as kit_lib
 from hyper_ensembles.models.conditioning import Conditioning
 from hyper_ensembles.models.layers import (
-    KERNEL_INIT,
-    PENALTY_COLLECTION,
-    conv_nd,
-    fast_weight_init,
-    per_member,
-    scaled_matmul,
+  KERNEL_INIT,
+  PENALTY_COLLECTION,
+  fast_weight_init,
+  per_member,
+  scaled_conv,
+  scaled_matmul,
 )
 
 
@@ -208,7 +208,7 @@ class HyperBatchEnsembleConv(_HyperBatchEnsembleBase):
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
     return self._forward(
         x, cond, (*self.kernel_size, x.shape[-1], self.features),
-        lambda h, k, r: conv_nd(h * per_member(r, h.ndim), k, self.strides, self.padding))
+        lambda h, k, r: scaled_conv(h, k, r, self.strides, self.padding))
 
 
 def _hyper_batch(kit: kit_lib.LayerKit, kind: str, kwargs: dict) -> nn.Module:

@@ -134,6 +134,12 @@ def _scaled_matmul_bwd(res, dz):
 scaled_matmul.defvjp(_scaled_matmul_fwd, _scaled_matmul_bwd, symbolic_zeros=True)
 
 
+def scaled_conv(x: jax.Array, kernel: jax.Array, r: jax.Array, strides: Sequence[int],
+                padding: str) -> jax.Array:
+  """Convolution of x ∘ r_k (r over input channels, per member) — the conv form of scaled_matmul."""
+  return conv_nd(x * per_member(r, x.ndim), kernel, strides, padding)
+
+
 def conv_nd(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str) -> jax.Array:
   """2-D convolution over `[..., H, W, C]` with any number of leading row axes."""
   lead = x.shape[:-3]
@@ -233,7 +239,7 @@ class BatchEnsembleConv(_BatchEnsembleBase):
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
     return self._forward(
         x, cond, (*self.kernel_size, x.shape[-1], self.features),
-        lambda h, k, r: conv_nd(h * per_member(r, h.ndim), k, self.strides, self.padding))
+        lambda h, k, r: scaled_conv(h, k, r, self.strides, self.padding))
 
 
 def dropout(rng: jax.Array, x: jax.Array, rate: jax.Array) -> jax.Array:
