@@ -10,6 +10,9 @@ metrics.compute_metrics. New evaluation sets (shifted, OOD) plug in by name:
   probability (`*_max_prob`) and its negative predictive entropy (`*_entropy`).
 - Corrupted sets (`corrupt_<type>_<s>`, data/corrupted.py) get the usual metrics each, plus the
   means over types per severity (`corrupt_severity_<s>`) and over all of them (`corrupt_mean`).
+- Temperature scaling (calibration.py): when `validation` is among the sets, temperatures are
+  fitted on it and every entry above is computed again from the tempered logits under the key
+  `<name>_tempered` (OOD scores from the tempered predictive), with the fit in `temperature`.
 """
 
 from __future__ import annotations
@@ -20,11 +23,16 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
+from hyper_ensembles import calibration, sharding
 from hyper_ensembles import metrics as metrics_lib
-from hyper_ensembles import sharding
 from hyper_ensembles.data import corrupted, ood
-from hyper_ensembles.data.dataset import ArraySplit
+from hyper_ensembles.data.dataset import ArraySplit, Dataset
 from hyper_ensembles.data.streams import eval_batches
+
+
+def eval_sets(dataset: Dataset) -> dict[str, ArraySplit]:
+  """Every evaluation set of a dataset by name: validation, test, then the shifted and OOD sets."""
+  return {'validation': dataset.validation, 'test': dataset.test, **dataset.extra_eval}
 
 
 def make_eval_step(method, mesh: Mesh):
@@ -47,21 +55,40 @@ def predict_split(eval_step, state, split: ArraySplit, batch_size: int, mesh: Me
 
 
 def evaluate(eval_step, state, eval_sets: dict[str, ArraySplit], batch_size: int, mesh: Mesh,
-             max_examples: int = -1) -> tuple[dict[str, dict], dict[str, tuple]]:
+             max_examples: int = -1, temperature_scaling: str = calibration.DEFAULT_MODE
+             ) -> tuple[dict[str, dict], dict[str, tuple]]:
   """Metrics `{set: {...}}` and predictions `{set: (logits, labels)}` for every named set."""
   predictions = {name: predict_split(eval_step, state, split, batch_size, mesh, max_examples)
                  for name, split in eval_sets.items()}
-  return metrics_from_predictions(predictions), predictions
+  return metrics_from_predictions(predictions, temperature_scaling=temperature_scaling), predictions
 
 
-def metrics_from_predictions(predictions: dict[str, tuple], weights=None) -> dict:
+def metrics_from_predictions(predictions: dict[str, tuple], weights=None,
+                             temperature_scaling: str = calibration.DEFAULT_MODE) -> dict:
   """Metrics of every evaluation set from its member logits `{set: (logits [M, N, C], labels)}`.
 
   Ordinary and corrupted sets get metrics.compute_metrics; OOD sets get `ood_results` against
   the `test` set (which must be present), plus the key `ood_positive_class`; corrupted sets add
   `corruption_aggregates`. `weights` (optional `[M]`) weight the members, as for selected
-  ensembles with duplicates.
+  ensembles with duplicates. With `temperature_scaling` ('ensemble' or 'per_member', '' = off;
+  calibration.py) and a `validation` set, all of it again as `<name>_tempered`, and the fitted
+  temperatures as `temperature`.
   """
+  mode = calibration.check_mode(temperature_scaling)
+  results = _untempered_metrics(predictions, weights)
+  if mode and calibration.FIT_SET in predictions:
+    temperatures = calibration.fit_temperatures(*predictions[calibration.FIT_SET], mode, weights)
+    tempered = _untempered_metrics(
+        calibration.tempered_predictions(predictions, temperatures), weights)
+    results.update({calibration.tempered_key(name): values for name, values in tempered.items()
+                    if isinstance(values, dict)})
+    results[calibration.RECORD_KEY] = calibration.record(mode, temperatures)
+  results.update(corruption_aggregates(results))
+  return results
+
+
+def _untempered_metrics(predictions: dict[str, tuple], weights) -> dict:
+  """Per-set metrics (ordinary, corrupted and OOD sets) without any aggregates."""
   results: dict = {}
   for name, (logits, labels) in predictions.items():
     if not ood.is_ood_set(name):
@@ -73,7 +100,6 @@ def metrics_from_predictions(predictions: dict[str, tuple], weights=None) -> dic
     results[name] = ood_results(predictions['test'][0], predictions[name][0], weights)
   if ood_names:
     results['ood_positive_class'] = 'in_distribution'  # DESIGN.md §2: state the convention.
-  results.update(corruption_aggregates(results))
   return results
 
 
@@ -96,8 +122,18 @@ def corruption_aggregates(results: dict[str, dict]) -> dict[str, dict]:
   """Means of every scalar metric over corrupted sets: per severity and over all of them.
 
   Returns `{'corrupt_severity_<s>': {...}, 'corrupt_mean': {...}}` (empty without corrupted sets);
-  each also records `num_sets`, the number of (type, severity) sets averaged.
+  each also records `num_sets`, the number of (type, severity) sets averaged. Tempered corrupted
+  sets (`corrupt_<type>_<s>_tempered`) get the same means as `corrupt_severity_<s>_tempered` and
+  `corrupt_mean_tempered`.
   """
+  tempered = {calibration.untempered_key(name): values for name, values in results.items()
+              if calibration.is_tempered_key(name)}
+  out = _corruption_means(results)
+  out.update({calibration.tempered_key(k): v for k, v in _corruption_means(tempered).items()})
+  return out
+
+
+def _corruption_means(results: dict[str, dict]) -> dict[str, dict]:
   by_severity: dict[int, list[dict]] = {}
   for name, values in results.items():
     parsed = corrupted.parse_set_name(name)
@@ -117,6 +153,21 @@ def corruption_aggregates(results: dict[str, dict]) -> dict[str, dict]:
   return out
 
 
+def metric_by_severity(results: dict, key: str, suffix: str = '') -> dict[int, list[float]]:
+  """`{severity: [value of each corruption type]}` of one metric in a metrics.json, severity 0 the
+  clean `test` set (the paper's Fig. 3 x-axis); `suffix='_tempered'` reads the tempered entries."""
+  out: dict[int, list[float]] = {}
+  if key in results.get('test' + suffix, {}):
+    out[0] = [float(results['test' + suffix][key])]
+  for name, values in results.items():
+    if not name.endswith(suffix) or not isinstance(values, dict) or key not in values:
+      continue
+    parsed = corrupted.parse_set_name(name[:len(name) - len(suffix)])
+    if parsed is not None:
+      out.setdefault(parsed[1], []).append(float(values[key]))
+  return dict(sorted(out.items()))
+
+
 def scalar_summaries(results: dict[str, dict]) -> dict[str, float]:
   """Flattens `{set: metrics}` into `{'set/metric': value}` scalars for the metric writer."""
   out = {}
@@ -124,7 +175,7 @@ def scalar_summaries(results: dict[str, dict]) -> dict[str, float]:
     for key, value in values.items():
       if isinstance(value, list):
         out.update({f'{name}/{key}_{k}': v for k, v in enumerate(value)})
-      else:
+      elif not isinstance(value, str):  # e.g. the temperature's mode: not a scalar
         out[f'{name}/{key}'] = value
   return out
 
@@ -133,7 +184,11 @@ def log_results(results: dict) -> None:
   """Logs the headline metrics of every evaluation set; per-(type, severity) corrupted sets are
   summarised by their aggregates instead of 19 × 5 lines."""
   for name, r in results.items():
-    if not isinstance(r, dict) or corrupted.parse_set_name(name) is not None:
+    if name == calibration.RECORD_KEY:
+      logging.info('temperature (%s, fitted on %s): %s', r['mode'], r['fitted_on'],
+                   ' '.join(f'{t:.4f}' for t in r['values']))
+    if (not isinstance(r, dict)
+        or corrupted.parse_set_name(calibration.untempered_key(name)) is not None):
       continue
     if 'nll' in r:
       logging.info('%s: nll %.4f  accuracy %.4f  ece %.4f  brier %.4f', name, r['nll'],

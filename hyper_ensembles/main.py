@@ -7,9 +7,7 @@ pipeline `hyper_deep.run_pipeline(config, workdir)`, which trains its runs the s
 
 from __future__ import annotations
 
-import logging as logging_std
 import os
-import sys
 
 # Before TensorFlow (used for event files / TFDS) is imported: hide its C++ start-up chatter.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -18,7 +16,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hyper_ensembles import train
+from hyper_ensembles import cli, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. configs/default.py:method=deep,arch=mlp',
@@ -34,26 +32,11 @@ _TRACEBACK = flags.DEFINE_bool(
     'traceback', False, 'Show the full traceback for input errors and diverged runs too.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
-# What a user can fix from the message alone (unknown names, missing files, bad sizes, a workdir
-# written by another config — a ValueError — and a non-finite loss).
-USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
-
-
-class _QuietLibraries(logging_std.Filter):
-  """Keeps INFO chatter of orbax / TF / XLA start-up off the console; warnings still pass."""
-
-  NOISY = ('orbax', 'tensorflow', 'xla_bridge', 'tensorstore')
-
-  def filter(self, record: logging_std.LogRecord) -> bool:
-    return record.levelno >= logging_std.WARNING or not any(
-        part in record.pathname for part in self.NOISY)
-
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  cli.setup_logging()
   if _MULTIHOST.value:
     jax.distributed.initialize(
         coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
@@ -61,19 +44,16 @@ def main(argv):
   logging.info('JAX %s: process %d of %d, %d local / %d global devices', jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count())
-  try:
+
+  def run():
     if _CONFIG.value.method == 'hyper_deep':
       # A pipeline of ordinary runs (random search, selection, stratification), not one run.
       from hyper_ensembles import hyper_deep
       hyper_deep.run_pipeline(_CONFIG.value, _WORKDIR.value)
     else:
       train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except USER_ERRORS as e:
-    # Bad input (names, paths, sizes, a workdir of another config) and a diverged run: the
-    # message says what and how to fix it; the traceback would only bury it.
-    if _TRACEBACK.value:
-      raise
-    sys.exit(f'error ({type(e).__name__}): {e}')
+
+  cli.run_reporting_user_errors(run, _TRACEBACK.value)
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
-from hyper_ensembles import evaluation, sharding
+from hyper_ensembles import calibration, evaluation, sharding
 from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.checkpointing import Checkpointer
 from hyper_ensembles.data.registry import load_dataset
@@ -93,6 +93,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # A workdir of another config is refused first; a new workdir's config is recorded only after
   # validation below, so a run rejected for bad input leaves no config.json to conflict with.
   workdir_lib.check_workdir(workdir, config)
+  temperature_scaling = calibration.config_mode(config)  # a bad mode fails now, not after training
   is_main = jax.process_index() == 0
   dataset = load_dataset(config.dataset, config.data)
   method = create_method(config, dataset.info, dataset.num_train)
@@ -130,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   train_step = jax.jit(make_train_step(method, tx), donate_argnums=0)
   tune = method.make_tune_step(dataset, mesh) if hasattr(method, 'make_tune_step') else None
   eval_step = evaluation.make_eval_step(method, mesh)
-  eval_sets = {'validation': dataset.validation, 'test': dataset.test, **dataset.extra_eval}
+  eval_sets = evaluation.eval_sets(dataset)
 
   def device_batch(step: int) -> dict:
     local = stream.batch(step)
@@ -175,7 +176,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if config.eval_every_steps > 0 and done % config.eval_every_steps == 0 and done < end_step:
       results, _ = evaluation.evaluate(
           eval_step, state, {'validation': dataset.validation}, config.eval_batch_size, mesh,
-          config.max_eval_examples)
+          config.max_eval_examples, temperature_scaling)
       writer.write_scalars(done, evaluation.scalar_summaries(results))
     if done % config.checkpoint_every_steps == 0 or done == end_step:
       state = save(state)
@@ -189,7 +190,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     return {}
 
   results, predictions = evaluation.evaluate(
-      eval_step, state, eval_sets, config.eval_batch_size, mesh, config.max_eval_examples)
+      eval_step, state, eval_sets, config.eval_batch_size, mesh, config.max_eval_examples,
+      temperature_scaling)
   results['num_params'] = count_params(state.params)
   results['train_seconds'] = float(state.train_seconds)
   writer.write_scalars(total_steps, evaluation.scalar_summaries(

@@ -69,6 +69,35 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
   return False
 
 
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The locked config a run recorded in `workdir/config.json` (`config_to_dict`'s inverse).
+
+  JSON has no tuples; every sequence field of a config is a tuple, so lists become tuples again.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f'{path} not found: {workdir} is not a run directory (hyper_ensembles.main writes '
+        f'{CONFIG_FILE}, checkpoints/, {METRICS_FILE} and {PREDICTIONS_DIR}/ there)')
+
+  def tuples(value):
+    if isinstance(value, dict):
+      return {k: tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+      return tuple(tuples(v) for v in value)
+    return value
+
+  return ml_collections.ConfigDict(tuples(read_json(path))).lock()
+
+
+def saved_prediction_sets(workdir: str) -> list[str]:
+  """Names of the evaluation sets with `predictions/<set>.npz` in `workdir`, sorted."""
+  directory = os.path.join(workdir, PREDICTIONS_DIR)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(f[:-len('.npz')] for f in os.listdir(directory) if f.endswith('.npz'))
+
+
 def write_json(path: str, obj) -> None:
   """Writes JSON atomically, so a crash never leaves a half-written file behind."""
   directory = os.path.dirname(path) or '.'

@@ -1,0 +1,44 @@
+"""What every command-line entry point shares: quiet library logging and one-line user errors.
+
+`main.py` (training) and `evaluate.py` (evaluation only) report a mistake the user can fix from the
+message alone — unknown names, missing files, bad sizes, a workdir of another config, a diverged
+run — as one `error (<type>): <message>` line and exit status 1; `--traceback` shows the full one.
+"""
+
+from __future__ import annotations
+
+import logging as logging_std
+import sys
+from collections.abc import Callable
+
+from absl import logging
+
+# What a user can fix from the message alone (unknown names, missing files, bad sizes, a workdir
+# written by another config — a ValueError — and a non-finite loss).
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+
+
+class QuietLibraries(logging_std.Filter):
+  """Keeps INFO chatter of orbax / TF / XLA start-up off the console; warnings still pass."""
+
+  NOISY = ('orbax', 'tensorflow', 'xla_bridge', 'tensorstore')
+
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    return record.levelno >= logging_std.WARNING or not any(
+        part in record.pathname for part in self.NOISY)
+
+
+def setup_logging() -> None:
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(QuietLibraries())
+
+
+def run_reporting_user_errors(fn: Callable[[], object], traceback: bool) -> None:
+  """Runs `fn`; a user error ends the process with one `error (...)` line unless `traceback`."""
+  try:
+    fn()
+  except USER_ERRORS as e:
+    # The message says what and how to fix it; the traceback would only bury it.
+    if traceback:
+      raise
+    sys.exit(f'error ({type(e).__name__}): {e}')
