@@ -3,7 +3,7 @@
     python scripts/compare_deep_vs_hyper_deep.py --workdir=workdirs/compare \
         [--seeds=0,1,2] [--pool_size=10] [--epochs=3] [--ensemble_size=3] [--fixed_init]
 
-For every seed s the whole hyper-deep pipeline (hyper_ensembles/hyper_deep.py) runs in
+For every seed s the whole hyper-deep pipeline (hyper_ensembles/hyper_deep/) runs in
 `<workdir>/seed_<s>` with `config.seed = 1000·s` (so no two seeds share a network's seed) and
 `hyper_deep.sampling_seed = s`. Its metrics.json holds all three ensembles, built from the same
 networks where they overlap: the deep ensemble of the default setting (K inits), the hyper ensemble

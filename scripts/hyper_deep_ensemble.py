@@ -1,4 +1,4 @@
-"""Hyper-deep ensembles from one command (DESIGN.md §5; stages in hyper_ensembles/hyper_deep.py).
+"""Hyper-deep ensembles from one command (DESIGN.md §5; stages in hyper_ensembles/hyper_deep/).
 
     python scripts/hyper_deep_ensemble.py \
         --config=configs/default.py:method=hyper_deep,dataset=fashion_mnist --workdir=DIR
@@ -10,6 +10,15 @@ and the final evaluation, writing DIR/metrics.json and DIR/selection.json.
 A re-run skips finished stages and resumes unfinished runs from their checkpoints; `--until=pool`
 stops after a stage. `python -m hyper_ensembles.main` with `method=hyper_deep` runs the same
 pipeline; to spread the random search over machines, see scripts/sweep.py.
+
+Each stage's runs can go in parallel on Ray instead of one after another in this process:
+
+    python scripts/hyper_deep_ensemble.py --config=... --workdir=DIR --launcher=ray \
+        [--max_concurrent=2] [--ray_address=auto --gpus_per_run=1]
+
+(hyper_ensembles/launch.py). The launcher is not part of the config: a DIR started with one
+launcher resumes with the other. A failed run is reported with its workdir and log after the
+stage's other runs finish, and the pipeline stops there with status 1; re-running resumes it.
 """
 
 from __future__ import annotations
@@ -23,13 +32,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hyper_ensembles import hyper_deep
+from hyper_ensembles import hyper_deep, launch
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config, e.g. configs/default.py:method=hyper_deep,arch=mlp',
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The pipeline directory DIR.')
 _UNTIL = flags.DEFINE_enum('until', None, hyper_deep.STAGES, 'Stop after this stage.')
+_LAUNCH = launch.define_flags()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -37,7 +47,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
-  metrics = hyper_deep.run_pipeline(_CONFIG.value, _WORKDIR.value, until=_UNTIL.value)
+  try:
+    metrics = hyper_deep.run_pipeline(_CONFIG.value, _WORKDIR.value, until=_UNTIL.value,
+                                      launcher=launch.options_from_flags(_LAUNCH))
+  except launch.RunsFailedError as e:
+    sys.exit(str(e))
   if metrics:
     rows = [('hyper_deep', metrics), *metrics.get('baselines', {}).items()]
     print(f'{"ensemble":<22} {"test NLL":>9} {"accuracy":>9} {"ECE":>7} {"members":>8}')

@@ -1,10 +1,14 @@
-"""The hyper-deep random search as a sweep: print its runs as command lines, or run them here.
+"""The hyper-deep random search as a sweep: print its runs as command lines, or run them.
 
     # Plan the pipeline in DIR and print one `hyper_ensembles.main` command per run:
     python scripts/sweep.py --config=configs/default.py:method=hyper_deep,dataset=fashion_mnist \
         --workdir=DIR --print
-    # ... or run them locally, one after another (finished runs are skipped):
+    # ... or run them here, one after another (finished runs are skipped):
     python scripts/sweep.py --config=... --workdir=DIR --run [--only=0,3] [--stages=pool]
+    # ... or in parallel on Ray: a Ray started here (all cores, 2 runs at a time), or a cluster:
+    python scripts/sweep.py --config=... --workdir=DIR --run --launcher=ray --max_concurrent=2
+    python scripts/sweep.py --config=... --workdir=DIR --run --launcher=ray --ray_address=auto \
+        --gpus_per_run=1
     # then selection, stratification and evaluation find the runs' predictions in DIR:
     python scripts/hyper_deep_ensemble.py --config=... --workdir=DIR
 
@@ -17,6 +21,11 @@ pipeline looks in, so the runs can be spread over machines and their directories
 DIR. With `--sweep_file` any list of overrides runs the same way. The `--config` flag (and any
 `--config.<key>=<value>` overrides, given in the `=` form) must be the pipeline's own: they are
 forwarded to every command.
+
+`--launcher=ray` (hyper_ensembles/launch.py, ray_launcher.py) trains each run as a subprocess in its
+own directory, which also gets the run's launch.log. A failed run is reported with its workdir and
+log while the others go on, and the sweep then exits with status 1; re-running it skips the runs
+that finished and resumes the others from their checkpoints.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hyper_ensembles import hyper_deep, train
+from hyper_ensembles import hyper_deep, launch
 from hyper_ensembles import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -45,6 +54,7 @@ _RUN = flags.DEFINE_bool('run', False, 'Run the entries here, one after another.
 _ONLY = flags.DEFINE_list('only', None, 'Indices of the entries to print or run (default all).')
 _STAGES = flags.DEFINE_list('stages', None, 'Only entries of these stages (pool, fixed_init, ...).')
 _PYTHON = flags.DEFINE_string('python', 'python', 'Interpreter in the printed command lines.')
+_LAUNCH = launch.define_flags()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -95,15 +105,19 @@ def select_entries(entries: list[dict], only: list[str] | None, stages: list[str
   return chosen
 
 
-def run_entries(config, workdir: str, entries: list[tuple[int, dict]]) -> None:
-  """Trains each entry in its directory (train.py resumes or skips it as needed)."""
-  for i, entry in entries:
-    run_dir = os.path.join(workdir, entry['workdir'])
-    if hyper_deep.is_complete(run_dir):
-      print(f'[{i}] {entry["workdir"]}: done', flush=True)
-      continue
-    print(f'[{i}] {entry["workdir"]}: training', flush=True)
-    train.train_and_evaluate(hyper_deep.apply_overrides(config, entry['overrides']), run_dir)
+def run_entries(config, workdir: str, entries: list[tuple[int, dict]],
+                options: launch.LaunchOptions | None = None) -> list[launch.Outcome]:
+  """Trains each entry in its directory with the launcher `options` names (local when None).
+
+  Finished runs are skipped and unfinished ones resume (train.py). The local launcher stops at the
+  first error; the Ray one trains the others and then raises launch.RunsFailedError.
+  """
+  jobs = [launch.Job(name=f'[{i}] {entry["workdir"]}',
+                     workdir=os.path.join(workdir, entry['workdir']),
+                     config=hyper_deep.apply_overrides(config, entry['overrides']))
+          for i, entry in entries]
+  with launch.create(options, echo=lambda message: print(message, flush=True)) as launcher:
+    return launcher.run(jobs)
 
 
 def main(argv):
@@ -119,7 +133,10 @@ def main(argv):
     for _, entry in entries:
       print(command_line(entry, _WORKDIR.value, base_args, _PYTHON.value))
   if _RUN.value:
-    run_entries(_CONFIG.value, _WORKDIR.value, entries)
+    try:
+      run_entries(_CONFIG.value, _WORKDIR.value, entries, launch.options_from_flags(_LAUNCH))
+    except launch.RunsFailedError as e:
+      sys.exit(str(e))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Tests for the hyper-deep ensemble pipeline (hyper_ensembles/hyper_deep.py) and scripts/sweep.py.
+"""Tests for the hyper-deep ensemble pipeline (hyper_ensembles/hyper_deep/) and scripts/sweep.py.
 
 The pipeline runs once per module in smoke size on the embedded digits (κ = 3 settings, K = 2,
 12 steps per run), in three invocations: interrupted after the pool, completed, and re-run; the

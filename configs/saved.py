@@ -1,0 +1,30 @@
+"""The config a run recorded: `--config=configs/saved.py:DIR/config.json` re-creates it.
+
+The Ray launcher starts every run this way, so a run's subprocess trains exactly the config the
+driver wrote and checked (the workdir guard compares the two again on start-up). JSON has no
+tuples: every list becomes a tuple, as every sequence field of our configs is one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+
+def _tuples(value):
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def get_config(path: str) -> ml_collections.ConfigDict:
+  if not path or not os.path.exists(path):
+    raise FileNotFoundError(
+        f'configs/saved.py needs the path of a run\'s config.json after the colon, e.g. '
+        f'--config=configs/saved.py:DIR/config.json; got {path!r}')
+  with open(path) as f:
+    return ml_collections.ConfigDict(_tuples(json.load(f))).lock()

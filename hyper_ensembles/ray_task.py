@@ -1,0 +1,94 @@
+"""The Ray task that trains one run: a `python -m hyper_ensembles.main` subprocess, on any node.
+
+Standard library only, so a Ray worker importing it does not load JAX (the run's own process
+does, with the thread limits and devices it was given). The run is started from its own
+config.json (configs/saved.py), written here when the node does not see the driver's copy, so the
+subprocess trains exactly the config the driver checked. Its stdout and stderr go to the run's
+launch.log, appended to, never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+CONFIG_FILE = 'config.json'  # = workdir.CONFIG_FILE / METRICS_FILE (that module imports JAX)
+METRICS_FILE = 'metrics.json'
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TAIL_LINES = 15
+
+
+def _is_complete(run_dir: str) -> bool:
+  return (os.path.exists(os.path.join(run_dir, METRICS_FILE))
+          and os.path.exists(os.path.join(run_dir, 'predictions', 'validation.npz')))
+
+
+def _write_config(path: str, config: dict[str, Any]) -> None:
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+  with os.fdopen(fd, 'w') as f:
+    json.dump(config, f, indent=2, sort_keys=True)  # as workdir.write_json writes it
+  os.replace(tmp, path)
+
+
+def _environment(threads: int, pinned: bool, extra: dict[str, str]) -> dict[str, str]:
+  """This worker's environment with the run's thread limits and the caller's extra variables."""
+  env = dict(os.environ)
+  env.update(extra)
+  threads_str = str(threads)
+  for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
+               'TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS'):
+    env[name] = threads_str
+  if threads == 1 and not pinned:
+    # XLA:CPU sizes its thread pool from the CPU affinity, which a local Ray sets; elsewhere this
+    # keeps Eigen's matmuls and convolutions single-threaded at least.
+    env['XLA_FLAGS'] = ' '.join(filter(None, [env.get('XLA_FLAGS'),
+                                              '--xla_cpu_multi_thread_eigen=false']))
+  env['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO_ROOT, env.get('PYTHONPATH')]))
+  env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  return env
+
+
+def _tail(path: str) -> str:
+  with open(path, errors='replace') as f:
+    return ''.join(f.readlines()[-_TAIL_LINES:])
+
+
+def train_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
+  """Trains the run `spec` describes unless it is complete; returns what happened.
+
+  spec: `workdir` (the run directory), `config` (its config.json contents), `log` (file to append
+  to), `threads` (CPU threads), `env` (extra variables), `cpus` (CPU ids to pin to, or None).
+  """
+  run_dir, log = spec['workdir'], spec['log']
+  host = socket.gethostname()
+  if _is_complete(run_dir):
+    return {'status': 'done', 'host': host}
+  os.makedirs(run_dir, exist_ok=True)
+  config_path = os.path.join(run_dir, CONFIG_FILE)
+  if not os.path.exists(config_path):
+    _write_config(config_path, spec['config'])
+  command = [sys.executable, '-m', 'hyper_ensembles.main',
+             f'--config={os.path.join(REPO_ROOT, "configs", "saved.py")}:{config_path}',
+             f'--workdir={run_dir}']
+  t0 = time.time()
+  with open(log, 'a') as f:
+    f.write(f'\n=== {time.strftime("%Y-%m-%d %H:%M:%S")} on {host}: {" ".join(command)}\n')
+    f.flush()
+    proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                            env=_environment(spec['threads'], bool(spec.get('cpus')), spec['env']))
+    if spec.get('cpus'):
+      # Before the child's Python has even imported JAX, so its thread pools fit the CPUs; an
+      # OSError means it exited already, and its return code says why.
+      with contextlib.suppress(OSError):
+        os.sched_setaffinity(proc.pid, spec['cpus'])
+    returncode = proc.wait()
+  ok = returncode == 0 and _is_complete(run_dir)
+  return {'status': 'trained' if ok else 'failed', 'returncode': returncode, 'host': host,
+          'seconds': time.time() - t0, 'tail': '' if ok else _tail(log)}
