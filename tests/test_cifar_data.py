@@ -161,8 +161,8 @@ def test_every_cifar10_c_config_is_named_explicitly():
   assert corrupted.corruption_types('digits', '') == ()
   with pytest.raises(ValueError, match='glass_blur'):
     corrupted.corruption_types('cifar10', 'glass_blur')  # CIFAR-100-C's name, not TFDS's
-  with pytest.raises(ValueError, match='cifar10 and cifar100 only'):
-    corrupted.corruption_types('fashion_mnist', 'official')
+  with pytest.raises(ValueError, match='cifar10, cifar100, digits, fashion_mnist only'):
+    corrupted.corruption_types('svhn_cropped', 'official')
 
 
 @pytest.mark.parametrize('name', [

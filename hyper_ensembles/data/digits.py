@@ -73,13 +73,18 @@ def split_indices(
   return tuple(np.sort(np.concatenate(parts)) for parts in (train, validation, test))
 
 
-def load_digits_dataset(validation_fraction: float = 0.05, split_seed: int = 0) -> Dataset:
-  """The digits dataset: uint8 [N, 8, 8, 1] images, int32 labels, stats from the train split."""
+def load_all() -> ArraySplit:
+  """All 1 797 digits in scikit-learn's order: uint8 [N, 8, 8, 1] images, int32 labels."""
   from sklearn import datasets as sk_datasets  # Lazy: keeps `import registry` cheap.
 
   raw = sk_datasets.load_digits()
-  images = to_uint8(raw.images)[..., None]
-  labels = raw.target.astype(np.int32)
+  return ArraySplit(to_uint8(raw.images)[..., None], raw.target.astype(np.int32))
+
+
+def load_digits_dataset(validation_fraction: float = 0.05, split_seed: int = 0) -> Dataset:
+  """The digits dataset: uint8 [N, 8, 8, 1] images, int32 labels, stats from the train split."""
+  everything = load_all()
+  images, labels = everything.images, everything.labels
 
   fraction = effective_validation_fraction(validation_fraction)
   if fraction != validation_fraction:

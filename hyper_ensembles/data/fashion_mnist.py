@@ -90,22 +90,26 @@ def read_idx(path: str, expected_magic: int) -> np.ndarray:
   return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
-def _find_file(directory: str, stem: str) -> str:
+def _find_file(directory: str, stem: str, what: str, how_to_fix: str) -> str:
   """Returns `directory/stem.gz` if it exists, else `directory/stem`, else raises."""
   candidates = [os.path.join(directory, stem + '.gz'), os.path.join(directory, stem)]
   for path in candidates:
     if os.path.isfile(path):
       return path
   raise FileNotFoundError(
-      f'Fashion-MNIST file not found: looked for {candidates[0]} and {candidates[1]}. '
-      + _HOW_TO_FIX)
+      f'{what} file not found: looked for {candidates[0]} and {candidates[1]}. ' + how_to_fix)
 
 
-def read_idx_split(directory: str, split: str) -> ArraySplit:
-  """Reads the 'train' or 'test' Fashion-MNIST split from IDX files in `directory`."""
+def read_idx_split(directory: str, split: str, what: str = 'Fashion-MNIST',
+                   how_to_fix: str = _HOW_TO_FIX) -> ArraySplit:
+  """Reads the 'train' or 'test' split from IDX files in `directory`.
+
+  MNIST's files have the same names and format as Fashion-MNIST's (data/mnist.py reads them here);
+  `what` and `how_to_fix` word the error when a file is missing.
+  """
   image_stem, label_stem = _FILES[split]
-  image_path = _find_file(directory, image_stem)
-  label_path = _find_file(directory, label_stem)
+  image_path = _find_file(directory, image_stem, what, how_to_fix)
+  label_path = _find_file(directory, label_stem, what, how_to_fix)
   images = read_idx(image_path, IMAGES_MAGIC)
   labels = read_idx(label_path, LABELS_MAGIC)
   if images.shape[0] != labels.shape[0]:

@@ -30,12 +30,18 @@ Optional field (absent means False), changing what the model trains on:
 
 Optional fields (absent means off), adding evaluation sets to `Dataset.extra_eval`:
 
-  corruptions: str = ''. Corrupted test sets of cifar10 / cifar100, named `corrupt_<type>_<s>`:
-    '' (off), 'official', 'all' or a comma list of types (data/corrupted.py).
+  corruptions: str = ''. Corrupted test sets, named `corrupt_<type>_<s>`: '' (off), 'official',
+    'all' or a comma list of types (data/corrupted.py). cifar10 / cifar100 read CIFAR-10-C /
+    CIFAR-100-C; digits / fashion_mnist generate theirs from their test split
+    (data/image_corruptions.py).
   corruption_severities: tuple = (1, 2, 3, 4, 5).
   cifar100_c_dir: str | None. Directory of the original CIFAR-100-C `.npy` release.
-  ood_datasets: tuple of TFDS names, e.g. ('svhn_cropped',): OOD sets named `ood_<name>`
-    (data/ood.py), scored against the test set.
+  ood_datasets: tuple of names, e.g. ('svhn_cropped',) or ('mnist', 'digits28'): OOD sets named
+    `ood_<name>` (data/ood.py lists the built-in ones per dataset), scored against the test set.
+  mnist_dir: str = '/usr/share/datasets/mnist'. MNIST IDX files for `ood_datasets=('mnist',)`;
+    TFDS `mnist` when the directory does not exist (data/mnist.py).
+  generated_eval_seed: int = 0. Seed of the generated evaluation sets (digits / fashion_mnist
+    corruptions, synthetic OOD images).
 
 TensorFlow is imported only when a TFDS-backed loader runs, so importing this module is cheap.
 """
@@ -71,8 +77,8 @@ def load_dataset(name: str, data_config: ml_collections.ConfigDict) -> Dataset:
   dataset = DATASETS[name](data_config)
   if data_config.get('train_on_validation', False):
     dataset = with_validation_in_train(dataset)
-  extra = {**corrupted.load_corrupted(name, data_config),
-           **ood.load_ood(data_config, dataset.info.image_shape)}
+  extra = {**corrupted.load_corrupted(name, data_config, dataset.test),
+           **ood.load_ood(data_config, dataset.info.image_shape, name, len(dataset.test))}
   if not extra:
     return dataset
   return dataclasses.replace(dataset, extra_eval={**dataset.extra_eval, **extra})
