@@ -96,12 +96,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.split_seed = 0  # embedded digits only: its split is random but fixed
   # True: train on train ∪ validation (validation still evaluated, no longer held out)
   config.data.train_on_validation = False
-  # Extra evaluation sets (data/registry.py): corrupted CIFAR test sets ('', 'official', 'all' or a
-  # comma list of types), their severities, the CIFAR-100-C .npy directory, and OOD TFDS datasets.
+  # Extra evaluation sets (data/registry.py), off by default: corrupted test sets ('', 'official',
+  # 'all' or a comma list of types; CIFAR-10/100-C, generated for digits / fashion_mnist), their
+  # severities, the CIFAR-100-C .npy directory, OOD sets (e.g. ('digits28', 'mnist') for
+  # fashion_mnist, ('uniform_noise', 'blobs') for digits, ('svhn_cropped',) for CIFAR), MNIST's IDX
+  # directory and the seed of the generated sets.
   config.data.corruptions = ''
   config.data.corruption_severities = (1, 2, 3, 4, 5)
   config.data.cifar100_c_dir = config_dict.placeholder(str)
   config.data.ood_datasets = ()
+  config.data.mnist_dir = '/usr/share/datasets/mnist'
+  config.data.generated_eval_seed = 0
 
   config.model = ml_collections.ConfigDict()
   config.model.mlp = ml_collections.ConfigDict()
