@@ -9,7 +9,8 @@ plain sweep only needs the directories copied back before the pipeline runs.
 With no address, Ray is started here with `max_concurrent` logical CPUs, each run takes one, and
 its process is pinned to `cpus_per_run` of this machine's cores: runs never share a core, and
 each JAX sizes its thread pool to its share. Ray is started only when some run has work to do, and
-stopped on `close`.
+stopped on `close`. The runs share a persistent JAX compilation cache under the Ray temp dir
+(unless JAX_COMPILATION_CACHE_DIR is set).
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def _deadline(seconds: float, what: str):
     signal.signal(signal.SIGALRM, previous)
 
 
+def _cores() -> list[int]:
+  """The CPU ids this process may run on (all of them where the OS cannot say)."""
+  if hasattr(os, 'sched_getaffinity'):
+    return sorted(os.sched_getaffinity(0))
+  return list(range(os.cpu_count() or 1))
+
+
 class RayLauncher:
   """Trains jobs as Ray tasks; see the module docstring."""
 
@@ -56,7 +64,7 @@ class RayLauncher:
     self.options = options
     self.echo = echo
     self.local = not options.ray_address
-    cores = sorted(os.sched_getaffinity(0))
+    cores = _cores()
     if self.local:
       self.max_concurrent = options.max_concurrent or len(cores)
       self.threads = options.cpus_per_run or max(1, len(cores) // self.max_concurrent)
@@ -108,10 +116,15 @@ class RayLauncher:
   # ---- Running jobs ------------------------------------------------------------------------------
 
   def _spec(self, job: launch.Job, slot: int) -> dict[str, Any]:
+    env = dict(self.options.env)
+    if self.local and 'JAX_COMPILATION_CACHE_DIR' not in {**os.environ, **env}:
+      # Runs of one sweep compile the same programs; a persistent cache lets all but the first
+      # skip XLA compilation (the cached executable is the one compiled: same numbers).
+      env['JAX_COMPILATION_CACHE_DIR'] = os.path.join(self.options.temp_dir, 'jax_cache')
     return {'workdir': os.path.abspath(job.workdir),
             'config': workdir_lib.config_to_dict(job.config),
             'log': os.path.join(os.path.abspath(job.workdir), launch.LOG_FILE),
-            'threads': self.threads, 'env': dict(self.options.env),
+            'threads': self.threads, 'env': env,
             'cpus': self.slot_cpus[slot] if self.slot_cpus else None}
 
   def _outcome(self, job: launch.Job, result: dict[str, Any]) -> launch.Outcome:
@@ -137,9 +150,23 @@ class RayLauncher:
     task = ray.remote(ray_task.train_in_subprocess).options(
         num_cpus=1 if self.local else self.threads, num_gpus=self.options.gpus_per_run,
         max_retries=0)
+    in_flight: dict[Any, tuple[int, int]] = {}
+    try:
+      return self._schedule(task, jobs, pending, in_flight)
+    except KeyboardInterrupt:
+      # Stop the runs in flight (each resumes from its last checkpoint next time).
+      for ref in in_flight:
+        ray.cancel(ref)
+      ray.wait(list(in_flight), num_returns=len(in_flight), timeout=30)
+      raise
+
+  def _schedule(self, task, jobs: Sequence[launch.Job], pending: list[int],
+                in_flight: dict[Any, tuple[int, int]]) -> dict[int, launch.Outcome]:
+    """Keeps at most max_concurrent runs in flight, each on a free slot, until all are done."""
+    import ray
+
     limit = self.max_concurrent or len(pending)
     free_slots = list(range(max(limit, 1)))
-    in_flight: dict[Any, tuple[int, int]] = {}
     queue, out = list(pending), {}
     while queue or in_flight:
       while queue and len(in_flight) < limit:

@@ -83,12 +83,20 @@ def train_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
     f.flush()
     proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
                             env=_environment(spec['threads'], bool(spec.get('cpus')), spec['env']))
-    if spec.get('cpus'):
+    if spec.get('cpus') and hasattr(os, 'sched_setaffinity'):
       # Before the child's Python has even imported JAX, so its thread pools fit the CPUs; an
       # OSError means it exited already, and its return code says why.
       with contextlib.suppress(OSError):
         os.sched_setaffinity(proc.pid, spec['cpus'])
-    returncode = proc.wait()
+    try:
+      returncode = proc.wait()
+    except BaseException:
+      # Cancelled (ray.cancel raises KeyboardInterrupt here): stop the run too, which resumes from
+      # its last checkpoint next time, rather than leave it running without a driver.
+      proc.terminate()
+      with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=30)
+      raise
   ok = returncode == 0 and _is_complete(run_dir)
   return {'status': 'trained' if ok else 'failed', 'returncode': returncode, 'host': host,
           'seconds': time.time() - t0, 'tail': '' if ok else _tail(log)}

@@ -88,7 +88,7 @@ def main(argv):
           for way in ('sequential', 'ray', 'vectorised')}
   print(f'{kappa} MLP settings {tuple(config.model.mlp.hidden)} on {_DATASET.value}, '
         f'{_EPOCHS.value:g} epoch(s), batch {config.batch_size}, {jax.device_count()} '
-        f'{jax.devices()[0].platform} device(s), {len(os.sched_getaffinity(0))} CPUs; runs in '
+        f'{jax.devices()[0].platform} device(s), {os.cpu_count()} CPUs; runs in '
         f'{workdir}', flush=True)
   labels = {'sequential': 'one after another', 'ray': f'Ray, {_RAY_CONCURRENT.value} at a time',
             'vectorised': 'vectorised'}

@@ -25,7 +25,6 @@ from tests.conftest import smoke_config, subprocess_env
 pytestmark = pytest.mark.slow
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
-CONFIG_ARG = 'method=deep,arch=mlp,dataset=digits,smoke'  # = smoke_config('deep')
 ENTRIES = [{'workdir': f'run_{i}', 'stage': 'pool',
             'overrides': {'seed': 10 + i, 'hparams.l2': 10.0 ** (i - 2)}} for i in range(4)]
 BAD = {'workdir': 'bad', 'stage': 'pool', 'overrides': {'dataset': 'no_such_dataset'}}
@@ -36,11 +35,14 @@ def _jobs(config, workdir: str, entries) -> list[launch.Job]:
                      config=hyper_deep.apply_overrides(config, e['overrides'])) for e in entries]
 
 
-def _ray_sweep(workdir: str, entries, temp_dir: str) -> subprocess.CompletedProcess:
+def _ray_sweep(config, workdir: str, entries, temp_dir: str) -> subprocess.CompletedProcess:
+  # The base config as this process has it (configs/saved.py), so every invocation sees the same.
+  base = os.path.join(workdir, 'base_config.json')
+  workdir_lib.write_json(base, workdir_lib.config_to_dict(config))
   sweep_file = os.path.join(workdir, 'entries.json')
   workdir_lib.write_json(sweep_file, entries)
   command = [sys.executable, os.path.join(REPO, 'scripts', 'sweep.py'),
-             f'--config={os.path.join(REPO, "configs", "default.py")}:{CONFIG_ARG}',
+             f'--config={os.path.join(REPO, "configs", "saved.py")}:{base}',
              f'--workdir={workdir}', f'--sweep_file={sweep_file}', '--run', '--launcher=ray',
              '--max_concurrent=2', f'--ray_temp_dir={temp_dir}']
   # The runs' subprocesses compile as this test session does and share its compilation cache.
@@ -57,10 +59,10 @@ def sweeps(tmp_path_factory):
   out = {'local_dir': local_dir, 'ray_dir': ray_dir, 'config': config}
   try:
     out['local'] = launch.LocalLauncher().run(_jobs(config, local_dir, ENTRIES))
-    out['first'] = _ray_sweep(ray_dir, [*ENTRIES[:2], BAD, *ENTRIES[2:]], temp_dir)
+    out['first'] = _ray_sweep(config, ray_dir, [*ENTRIES[:2], BAD, *ENTRIES[2:]], temp_dir)
     logs = [os.path.join(ray_dir, e['workdir'], launch.LOG_FILE) for e in ENTRIES]
     out['log_mtimes'] = [os.path.getmtime(p) for p in logs]
-    out['rerun'] = _ray_sweep(ray_dir, ENTRIES, temp_dir)
+    out['rerun'] = _ray_sweep(config, ray_dir, ENTRIES, temp_dir)
     out['rerun_log_mtimes'] = [os.path.getmtime(p) for p in logs]
   finally:
     shutil.rmtree(temp_dir, ignore_errors=True)
