@@ -291,6 +291,46 @@ def init_whole_range(space: HyperparameterSpace, num_members: int) -> LogUniform
   return project(whole, space)
 
 
+def init_log_centred(
+    rng: jax.Array,
+    space: HyperparameterSpace,
+    num_members: int,
+    half_width: float = 0.05,
+    std: float = 0.01,
+    spread: float = 0.0,
+) -> LogUniformParams:
+  """Narrow per-member distributions around the range's centre in log space (its median).
+
+  Per (k, j): c_k ~ N(m_j + spread·w_j·(k/(M − 1) − ½), (std·w_j)²) with m_j = (log λ_min_j +
+  log λ_max_j)/2, and [log a, log b] = [c_k − half_width·w_j, c_k + half_width·w_j], with
+  w_j = log λ_max_j − log λ_min_j; then `project`. `spread` > 0 places the members' centres evenly
+  over that fraction of the log range, from the most to the least regularised.
+  The official `init_narrow` centres at the arithmetic mean of the range, which for a range of
+  several decades sits in its top decade (72 on [1e-3, 1e3]); the log-space centre is the median
+  of the log-uniform prior over the range, the uninformed starting point on the scale the tuner
+  works on. Widths and jitter are fractions of the log range, so they mean the same for every
+  hyperparameter.
+
+  Args:
+    rng: a PRNG key.
+    space: the hyperparameter space.
+    num_members: M.
+    half_width: half-width of the initial interval, as a fraction of the log range.
+    std: standard deviation of the centre, as a fraction of the log range.
+    spread: distance between the first and last member's centre, as a fraction of the log range.
+
+  Returns:
+    Projected `LogUniformParams` with `[M, D]` leaves.
+  """
+  log_min, log_max = space.log_min, space.log_max
+  width = log_max - log_min
+  offsets = jnp.linspace(-0.5, 0.5, num_members) if num_members > 1 else jnp.zeros((1,))
+  centre = ((log_min + log_max) / 2 + spread * width * offsets[:, None].astype(width.dtype)
+            + std * width * jax.random.normal(rng, (num_members, space.dim), dtype=width.dtype))
+  return project(LogUniformParams(log_a=centre - half_width * width,
+                                  log_b=centre + half_width * width), space)
+
+
 def sample(rng: jax.Array, params: LogUniformParams, num_samples: int) -> jax.Array:
   """Reparameterised samples λ = exp(log a + u (log b − log a)), u ~ U(0, 1).
 
@@ -351,9 +391,37 @@ def entropy(params: LogUniformParams) -> jax.Array:
   return jnp.log(log_b - log_a) + (log_a + log_b) / 2
 
 
-def mean_entropy(params: LogUniformParams) -> jax.Array:
-  """Entropy averaged over members and hyperparameters: the scalar the tune loss uses."""
-  return jnp.mean(entropy(params))
+def log_entropy(params: LogUniformParams) -> jax.Array:
+  """Differential entropy of log λ (uniform on [log a, log b]): H = log(log b − log a).
+
+  The entropy of λ itself (`entropy`) adds (log a + log b)/2, whose gradient (½ on each bound)
+  favours larger λ whatever the data say; under Adam that constant pull moves both bounds up by
+  about the learning rate per tune step wherever the NLL gradient is weak. The entropy of log λ,
+  the scale the distributions are defined on, rewards width only.
+
+  Args:
+    params: bounds, `[M, D]` leaves.
+
+  Returns:
+    H, `[M, D]`.
+  """
+  return jnp.log(params.log_b - params.log_a)
+
+
+# config.hyper.entropy → the entropy the tune loss rewards.
+ENTROPIES = {'lambda': entropy, 'log_lambda': log_entropy}
+
+
+def mean_entropy(params: LogUniformParams, kind: str = 'lambda') -> jax.Array:
+  """Entropy averaged over members and hyperparameters: the scalar the tune loss uses.
+
+  Args:
+    params: bounds, `[M, D]` leaves.
+    kind: 'lambda' (entropy of λ, the official code's) or 'log_lambda' (entropy of log λ).
+  """
+  if kind not in ENTROPIES:
+    raise ValueError(f'Unknown entropy {kind!r}; choose one of: {", ".join(ENTROPIES)}')
+  return jnp.mean(ENTROPIES[kind](params))
 
 
 def random_search(

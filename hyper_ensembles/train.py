@@ -196,6 +196,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   results['train_seconds'] = float(state.train_seconds)
   writer.write_scalars(total_steps, evaluation.scalar_summaries(
       {k: v for k, v in results.items() if isinstance(v, dict)}))
+  if tune is not None and hasattr(method, 'final_hyperparameters'):
+    # The learned λ distributions: what a hyper-batch run found, next to what it scored.
+    results['hyperparameters'] = method.final_hyperparameters(state)
   if is_main:
     for name, (logits, labels) in predictions.items():
       workdir_lib.write_predictions(workdir, name, logits, labels)

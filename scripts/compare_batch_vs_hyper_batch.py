@@ -1,64 +1,98 @@
-"""Batch ensemble vs hyper-batch ensemble: Fashion-MNIST MLP, M = 3, same budget, several seeds.
+"""Batch vs hyper-batch ensembles (with stn and single) on Fashion-MNIST MLP / LeNet, several seeds.
 
     python scripts/compare_batch_vs_hyper_batch.py --workdir=workdirs/compare_batch \
-        [--seeds=0,1,2] [--epochs=8] [--methods=batch,hyper_batch] [--dataset=fashion_mnist] \
-        [--hyper_init=narrow|whole_range]
+        [--archs=mlp,lenet] [--seeds=0,1,2] [--epochs=8] [--lenet_epochs=4] \
+        [--methods=single,batch,hyper_batch,stn] [--dataset=fashion_mnist] [--hyper_init=...]
 
-Every (method, seed) is an ordinary run of `configs/default.py:method=<m>,arch=mlp,dataset=<d>`
-in `<workdir>/<method>_seed<s>` with `config.seed = s`, the same number of epochs, batch size,
-optimiser and learning-rate schedule (decays at 50 % and 75 % of the epochs) for both methods.
-Each method keeps its own defaults otherwise: the batch ensemble its fixed `config.hparams`
-(L2 ν = 10, dropout 0.05 on Fashion-MNIST), the hyper-batch ensemble the tuned space of
-`config.hyper` (L2 in [1e-3, 1e3], dropout in [1e-3, 0.9], narrow initialisation, τ = 1e-3, one
-tune step after every 3 train steps on the 5 % validation split). Mid-training evaluations and
-checkpoints are switched off (one checkpoint at the end) so that the wall-clock goes to training.
+Every (arch, method, seed) is an ordinary run of
+`configs/default.py:method=<m>,arch=<a>,dataset=<d>` in `<workdir>/<arch>/<method>_seed<s>` with
+`config.seed = s` and the same epochs, batch size, optimiser and learning-rate schedule (decays at
+50 % and 75 % of the epochs) for every method. Each method keeps its config defaults otherwise:
+single / batch their fixed `config.hparams` (on Fashion-MNIST L2 ν = 10, dropout 0.05), hyper-batch
+and stn the tuned space and tuner of `config.hyper` (L2 in [1e-3, 1e3], dropout in [1e-3, 0.9],
+log-centred initialisation, τ = 1e-3, Adam 1e-3 one tune step after every 3 train steps on the 5 %
+validation split; docs/hyper_batch.md says why). `--hyper_init` overrides the initialisation.
+Validation metrics are evaluated once per epoch (TensorBoard), checkpoints only at the end.
 
-The table gives mean ± standard error over seeds of test NLL, accuracy and ECE (15 bins) and the
-parameter count, and is written to `<workdir>/results.{md,json}`. Runs already finished in the
-workdir are read back, not retrained. A persistent XLA compilation cache under the workdir lets
-every seed after the first reuse the compiled programs. The default `--epochs=8` took 7 minutes
-(6 runs) on 2 busy CPU cores; the paper trains much longer.
+Output: `<workdir>/results.{md,json}` with mean ± standard error over seeds of validation NLL and
+test NLL, accuracy and ECE (15 bins) and the parameter count, per arch; and
+`<workdir>/<arch>/hyperparameters_<method>_seed<s>.png`, the λ trajectories (support and mean per
+member) of every hyper-batch / stn run. Runs already finished in the workdir are read back, not
+retrained. A persistent XLA compilation cache under the workdir lets every seed after the first
+reuse the compiled programs.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax
 import numpy as np
+import plot_hyperparameters
 from absl import app, flags, logging
 
 from configs import default
 from hyper_ensembles import train
 from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles.hyper_deep.runs import apply_overrides
+from hyper_ensembles.methods.hyper_batch import INITS
 
 _WORKDIR = flags.DEFINE_string('workdir', 'workdirs/compare_batch_vs_hyper_batch', 'Output dir.')
+_ARCHS = flags.DEFINE_list('archs', ['mlp', 'lenet'], 'Architectures.')
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds (config.seed) of the runs.')
-_EPOCHS = flags.DEFINE_float('epochs', 8.0, 'Training epochs of every run.')
-_METHODS = flags.DEFINE_list('methods', ['batch', 'hyper_batch'], 'Methods to compare.')
+_EPOCHS = flags.DEFINE_float('epochs', 8.0, 'Training epochs of every MLP run.')
+_LENET_EPOCHS = flags.DEFINE_float('lenet_epochs', 4.0, 'Training epochs of every LeNet run.')
+_METHODS = flags.DEFINE_list('methods', ['single', 'batch', 'hyper_batch', 'stn'],
+                             'Methods to compare.')
 _DATASET = flags.DEFINE_string('dataset', 'fashion_mnist', 'Dataset.')
 _NUM_MEMBERS = flags.DEFINE_integer('num_members', 3, 'M.')
-_HYPER_INIT = flags.DEFINE_enum('hyper_init', 'narrow', ['narrow', 'whole_range'],
-                                'config.hyper.init of the hyper-batch runs.')
+_OVERRIDES = flags.DEFINE_multi_string(
+    'set', [], "Extra config overrides 'key=value' for every run, e.g. "
+    "--set=data.corruptions=official --set=data.ood_datasets=digits28,uniform_noise.")
+_HYPER_INIT = flags.DEFINE_enum('hyper_init', None, list(INITS),
+                                'config.hyper.init of the hyper-batch / stn runs (default: the '
+                                "config's).")
 
 METRICS = ('nll', 'accuracy', 'ece')
 
 
-def run_config(method: str, seed: int):
-  config = default.get_config(f'method={method},arch=mlp,dataset={_DATASET.value}')
+HYPER_METHODS = ('hyper_batch', 'stn')
+
+
+def run_config(arch: str, method: str, seed: int, steps_per_epoch: int | None = None):
+  config = default.get_config(f'method={method},arch={arch},dataset={_DATASET.value}')
   config.seed = seed
   config.num_members = _NUM_MEMBERS.value
-  config.num_epochs = _EPOCHS.value
-  config.eval_every_steps = 0
+  config.num_epochs = _LENET_EPOCHS.value if arch == 'lenet' else _EPOCHS.value
+  # Validation NLL once per epoch: the learning curve next to the λ trajectories.
+  config.eval_every_steps = steps_per_epoch or 0
   config.checkpoint_every_steps = 10**9  # only the final checkpoint
-  if method in ('hyper_batch', 'stn'):
+  if method in HYPER_METHODS and _HYPER_INIT.value:
     config.hyper.init = _HYPER_INIT.value
-  return config
+  return apply_overrides(config, dict(parse_override(item) for item in _OVERRIDES.value))
+
+
+def parse_override(item: str) -> tuple[str, object]:
+  """'a.b=value' → ('a.b', value): a Python literal if it parses, a comma list as a list."""
+  key, sep, text = item.partition('=')
+  if not sep:
+    raise ValueError(f'--set expects key=value, got {item!r}')
+  try:
+    return key, ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return key, text.split(',') if ',' in text else text
+
+
+def epoch_steps(config) -> int:
+  from hyper_ensembles.data.registry import load_dataset
+  return load_dataset(config.dataset, config.data).num_train // config.batch_size
 
 
 def mean_se(values) -> tuple[float, float]:
@@ -68,18 +102,25 @@ def mean_se(values) -> tuple[float, float]:
 
 
 def table(results: dict) -> str:
-  lines = ['| method | test NLL | test accuracy | test ECE | parameters | train s/run |',
-           '|---|---|---|---|---|---|']
-  for method, runs in results.items():
-    cells = []
-    for key in METRICS:
-      m, se = mean_se([r['test'][key] for r in runs.values()])
-      cells.append(f'{m:.4f} ± {se:.4f}')
-    params = sorted({r['num_params'] for r in runs.values()})
-    seconds = np.mean([r['train_seconds'] for r in runs.values()])
-    lines.append(f'| {method} | {" | ".join(cells)} | {", ".join(map(str, params))} | '
-                 f'{seconds:.0f} |')
+  lines = ['| arch | method | validation NLL | test NLL | test accuracy | test ECE | parameters | '
+           'train s/run |', '|---|---|---|---|---|---|---|---|']
+  for arch, by_method in results.items():
+    for method, runs in by_method.items():
+      cells = ['{:.4f} ± {:.4f}'.format(*mean_se([r['validation']['nll'] for r in runs.values()]))]
+      for key in METRICS:
+        m, se = mean_se([r['test'][key] for r in runs.values()])
+        cells.append(f'{m:.4f} ± {se:.4f}')
+      params = sorted({r['num_params'] for r in runs.values()})
+      seconds = np.mean([r['train_seconds'] for r in runs.values()])
+      lines.append(f'| {arch} | {method} | {" | ".join(cells)} | '
+                   f'{", ".join(f"{p:,}" for p in params)} | {seconds:.0f} |')
   return '\n'.join(lines)
+
+
+def plot_trajectories(run_dir: str, out: str, title: str) -> None:
+  trajectories = plot_hyperparameters.read_trajectories(run_dir)
+  if trajectories:
+    plot_hyperparameters.plot(trajectories, out, title=title)
 
 
 def main(argv):
@@ -91,37 +132,39 @@ def main(argv):
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   results: dict = {}
   start = time.time()
-  for method in _METHODS.value:
-    results[method] = {}
-    for seed in map(int, _SEEDS.value):
-      run_dir = os.path.join(workdir, f'{method}_seed{seed}')
-      t0 = time.time()
-      metrics = train.train_and_evaluate(run_config(method, seed), run_dir)
-      results[method][seed] = {
-          'test': {k: metrics['test'][k] for k in METRICS},
-          'validation': {k: metrics['validation'][k] for k in METRICS},
-          'num_params': metrics['num_params'], 'train_seconds': metrics['train_seconds']}
-      logging.info('%s seed %d: test nll %.4f acc %.4f ece %.4f (%.0f s)', method, seed,
-                   metrics['test']['nll'], metrics['test']['accuracy'], metrics['test']['ece'],
-                   time.time() - t0)
+  for arch in _ARCHS.value:
+    results[arch] = {}
+    steps = epoch_steps(run_config(arch, _METHODS.value[0], 0))
+    for method in _METHODS.value:
+      results[arch][method] = {}
+      for seed in map(int, _SEEDS.value):
+        run_dir = os.path.join(workdir, arch, f'{method}_seed{seed}')
+        t0 = time.time()
+        metrics = train.train_and_evaluate(run_config(arch, method, seed, steps), run_dir)
+        results[arch][method][seed] = {
+            'test': {k: metrics['test'][k] for k in METRICS},
+            'validation': {k: metrics['validation'][k] for k in METRICS},
+            'num_params': metrics['num_params'], 'train_seconds': metrics['train_seconds']}
+        logging.info('%s %s seed %d: val nll %.4f, test nll %.4f acc %.4f ece %.4f (%.0f s)',
+                     arch, method, seed, metrics['validation']['nll'], metrics['test']['nll'],
+                     metrics['test']['accuracy'], metrics['test']['ece'], time.time() - t0)
+        if method in HYPER_METHODS:
+          plot_trajectories(run_dir, os.path.join(workdir, arch, f'hyperparameters_{method}_seed'
+                                                  f'{seed}.png'), f'{arch} {method} seed {seed}')
   summary = {
       'command': ' '.join(sys.argv),
-      'dataset': _DATASET.value, 'arch': 'mlp', 'num_members': _NUM_MEMBERS.value,
-      'epochs': _EPOCHS.value, 'hyper_init': _HYPER_INIT.value,
+      'dataset': _DATASET.value, 'archs': _ARCHS.value, 'num_members': _NUM_MEMBERS.value,
+      'epochs': {'mlp': _EPOCHS.value, 'lenet': _LENET_EPOCHS.value},
+      'hyper_init': _HYPER_INIT.value or 'config default',
       'seeds': [int(s) for s in _SEEDS.value],
       'wall_seconds': time.time() - start,
       'runs': results,
-      'summary': {method: {
-          **{key: dict(zip(('mean', 'se'), mean_se([r['test'][key] for r in runs.values()])))
-             for key in METRICS},
-          'num_params': sorted({r['num_params'] for r in runs.values()})}
-                  for method, runs in results.items()},
   }
   text = table(results)
   workdir_lib.write_json(os.path.join(workdir, 'results.json'), summary)
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
-    f.write(f'{_DATASET.value}, MLP, M = {_NUM_MEMBERS.value}, {_EPOCHS.value:g} epochs, seeds '
-            f'{",".join(_SEEDS.value)}, hyper-batch init {_HYPER_INIT.value}; mean ± standard '
+    f.write(f'{_DATASET.value}, M = {_NUM_MEMBERS.value}, MLP {_EPOCHS.value:g} epochs, LeNet '
+            f'{_LENET_EPOCHS.value:g} epochs, seeds {",".join(_SEEDS.value)}; mean ± standard '
             f'error over seeds.\n\n{text}\n')
   print(text)
   print(f'wrote {workdir}/results.md and results.json ({time.time() - start:.0f} s)')

@@ -404,3 +404,79 @@ def test_random_search_is_reproducible():
   np.testing.assert_array_equal(first, hparams.random_search(np.int64(7), space, 10))
   np.testing.assert_array_equal(first, hparams.random_search(jax.random.PRNGKey(7), space, 10))
   assert not np.array_equal(first, hparams.random_search(8, space, 10))
+
+
+# ---------------------------------------------------------------------------------------------
+# Log-centred initialisation and the entropy of log λ (the small-model protocol, issue 10)
+
+_init_log_centred = jax.jit(
+    hparams.init_log_centred,
+    static_argnames=('space', 'num_members', 'half_width', 'std', 'spread'))
+
+
+def test_init_log_centred_sits_on_the_log_midpoint_with_the_asked_width():
+  space = _space()
+  params = _init_log_centred(jax.random.PRNGKey(0), space, 4, half_width=0.05, std=0.0)
+  _assert_valid(params, space)
+  log_min, log_max = np.log(space.mins), np.log(space.maxs)
+  # The median of log-U[λ_min, λ_max] is exp of the log midpoint: the oracle is plain numpy.
+  np.testing.assert_allclose((params.log_a + params.log_b) / 2,
+                             np.broadcast_to((log_min + log_max) / 2, (4, 4)), atol=1e-5)
+  np.testing.assert_allclose(params.log_b - params.log_a,
+                             np.broadcast_to(0.1 * (log_max - log_min), (4, 4)), atol=1e-5)
+  # On the MLP L2 range [1e-3, 1e3] the start is ν ∈ [0.50, 2.0], not the official 72.
+  j = space.index('mlp_l2')
+  assert 0.49 < float(np.exp(params.log_a[0, j])) < 0.51
+  assert 1.99 < float(np.exp(params.log_b[0, j])) < 2.01
+
+
+def test_init_log_centred_spread_orders_members_evenly_and_jitter_is_random():
+  space = _space()
+  spread, members = 0.3, 5
+  params = _init_log_centred(jax.random.PRNGKey(1), space, members, half_width=0.02, std=0.0,
+                             spread=spread)
+  _assert_valid(params, space)
+  centres = np.asarray((params.log_a + params.log_b) / 2, np.float64)
+  width = np.log(space.maxs) - np.log(space.mins)
+  steps = np.diff(centres, axis=0)
+  np.testing.assert_allclose(steps, np.broadcast_to(spread * width / (members - 1), steps.shape),
+                             rtol=1e-4)
+  jittered = _init_log_centred(jax.random.PRNGKey(1), space, 64, half_width=0.02, std=0.01)
+  c = np.asarray((jittered.log_a + jittered.log_b) / 2, np.float64)
+  relative_std = c.std(axis=0) / width
+  assert relative_std.min() > 0.6 * 0.01 and relative_std.max() < 1.5 * 0.01
+
+
+def test_init_log_centred_projects_an_interval_wider_than_the_range():
+  space = _space()
+  params = _init_log_centred(jax.random.PRNGKey(2), space, 3, half_width=0.8, std=0.0)
+  _assert_valid(params, space)
+  np.testing.assert_allclose(params.log_a, np.broadcast_to(space.log_min, (3, 4)), rtol=1e-6)
+  np.testing.assert_allclose(params.log_b, np.broadcast_to(space.log_max, (3, 4)), rtol=1e-6)
+
+
+def _quad_log_entropy(a, b):
+  """−∫ q log q over [log a, log b] with q the density of log λ, 1/(log b − log a)."""
+  lo, hi = math.log(a), math.log(b)
+  q = 1.0 / (hi - lo)
+  return integrate.quad(lambda _: -q * math.log(q), lo, hi, epsabs=0, epsrel=1e-12)[0]
+
+
+def test_log_entropy_matches_numerical_integration_and_has_no_location_pull():
+  a, b = np.array(BOUNDS[:5]).T
+  params = _params(np.log(a), np.log(b))
+  want = np.array([_quad_log_entropy(lo, hi) for lo, hi in BOUNDS[:5]])
+  np.testing.assert_allclose(hparams.log_entropy(params), want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(hparams.mean_entropy(params, 'log_lambda'), want.mean(), rtol=1e-5)
+  # Gradients: the entropy of λ pulls both bounds up by ½ on top of the width term; the entropy
+  # of log λ only rewards width (its gradients on log a and log b are opposite).
+  g_lambda = jax.grad(lambda p: hparams.mean_entropy(p, 'lambda'))(params)
+  g_log = jax.grad(lambda p: hparams.mean_entropy(p, 'log_lambda'))(params)
+  np.testing.assert_allclose(g_log.log_a + g_log.log_b, 0.0, atol=1e-7)
+  np.testing.assert_allclose(g_lambda.log_a + g_lambda.log_b, 1.0 / a.size, rtol=1e-5)
+
+
+def test_mean_entropy_unknown_kind_lists_the_choices():
+  params = _params(np.zeros((1, 1)), np.ones((1, 1)))
+  with pytest.raises(ValueError, match=r"'nats'.*lambda, log_lambda"):
+    hparams.mean_entropy(params, 'nats')

@@ -205,6 +205,9 @@ def test_config_errors(setup):
   with pytest.raises(ValueError, match='whole_range'):
     create_method(smoke_config('hyper_batch', 'mlp', hyper__init='wide'), dataset.info,
                   dataset.num_train)
+  with pytest.raises(ValueError, match='log_lambda'):
+    create_method(smoke_config('hyper_batch', 'mlp', hyper__entropy='nats'), dataset.info,
+                  dataset.num_train)
 
 
 # The LeNet runs compile two conv networks each (tens of seconds on a busy 2-core CPU): `slow`.
@@ -228,6 +231,35 @@ def test_smoke_run(smoke_run, method, arch):
   space = hp.HyperparameterSpace.from_config(config.hyper.space)
   assert np.all(dist.log_a >= np.asarray(space.log_min))
   assert np.all(dist.log_b <= np.asarray(space.log_max)) and np.all(dist.log_b > dist.log_a)
+  # metrics.json records the learned distributions: exactly the checkpointed bounds and their
+  # closed-form means (b − a)/(log b − log a).
+  learned = metrics['hyperparameters']
+  assert sorted(learned) == sorted(space.names)
+  for j, name in enumerate(space.names):
+    a, b = np.exp(np.float64(dist.log_a[:, j])), np.exp(np.float64(dist.log_b[:, j]))
+    np.testing.assert_allclose(learned[name]['lower'], a, rtol=1e-6)
+    np.testing.assert_allclose(learned[name]['upper'], b, rtol=1e-6)
+    np.testing.assert_allclose(learned[name]['mean'], (b - a) / np.log(b / a), rtol=1e-5)
+
+
+def test_small_models_start_log_centred_and_resnets_keep_the_official_init():
+  from configs import default, resnet20
+  for arch in ('mlp', 'lenet'):
+    assert default.get_config(f'method=hyper_batch,arch={arch}').hyper.init == 'log_centred'
+  assert resnet20.get_config('method=hyper_batch').hyper.init == 'narrow'
+
+
+def test_log_centred_tuner_starts_at_the_log_midpoint(setup):
+  config = setup['config']
+  space = hp.HyperparameterSpace.from_config(config.hyper.space)
+  dist = jax.device_get(setup['state'].tuner.dist)
+  width = np.log(space.maxs) - np.log(space.mins)
+  centre = (np.log(space.mins) + np.log(space.maxs)) / 2
+  half = config.hyper.init_half_width * width
+  # Centre jitter is 1 % of the log range: 5 standard deviations bound it.
+  assert np.all(np.abs((dist.log_a + dist.log_b) / 2 - centre) < 0.05 * width)
+  np.testing.assert_allclose(dist.log_b - dist.log_a, np.broadcast_to(2 * half, dist.log_a.shape),
+                             rtol=1e-4)
 
 
 def test_trajectory_plot_from_event_files(smoke_run, tmp_path):

@@ -70,7 +70,10 @@ def _row_weights(p, cond, k, i, features, fast_in_norm=True):
   w, dw, emb = f64('kernel'), f64('delta_kernel'), f64('embedding')
   r, s = f64('fast_in'), f64('fast_out')
   u, v = (f64('delta_fast_in'), f64('delta_fast_out')) if 'delta_fast_in' in p else (r, s)
-  e = np.asarray(cond.lam_tilde, np.float64)[k, i] @ emb
+  h = np.asarray(cond.lam_tilde, np.float64)[k, i]
+  if 'embedding_hidden_kernel' in p:  # the non-linear e(λ̃) = E·tanh(A·λ̃ + c)
+    h = np.tanh(h @ f64('embedding_hidden_kernel') + f64('embedding_hidden_bias'))
+  e = h @ emb
   e1, e2 = e[:features], e[features:]
   if fast_in_norm:
     w_k, dw_k = w * r[k][:, None] * s[k], dw * u[k][:, None] * v[k]
@@ -81,16 +84,18 @@ def _row_weights(p, cond, k, i, features, fast_in_norm=True):
   return kernel, bias
 
 
-@pytest.mark.parametrize('tie_uv', [True, False])
-def test_dense_equals_loop_over_members_and_examples(tie_uv):
+@pytest.mark.parametrize('tie_uv, hidden', [(True, 0), (False, 0), (True, 7)])
+def test_dense_equals_loop_over_members_and_examples(tie_uv, hidden):
   features = 5
   x = np.random.default_rng(0).normal(size=(M, B, 6)).astype(np.float32)
   cond = _cond(1)
   layer = hyper_layers.HyperBatchEnsembleDense(features, num_members=M, kernel_l2='kl2',
-                                               bias_l2='bl2', tie_uv=tie_uv)
+                                               bias_l2='bl2', tie_uv=tie_uv,
+                                               embedding_hidden=hidden)
   params = _randomize(_init(layer, x, cond), 2)
   assert ('delta_fast_in' in params) == (not tie_uv)
-  assert params['embedding'].shape == (D, 2 * features)
+  assert ('embedding_hidden_kernel' in params) == bool(hidden)
+  assert params['embedding'].shape == (hidden or D, 2 * features)
   y, _ = _apply(layer, params, x, cond)
   for k in range(M):
     for i in range(B):
@@ -140,13 +145,13 @@ def test_zero_embedding_equals_batch_ensemble_layer(kind):
 
 @pytest.mark.parametrize('kind', ['dense', 'conv'])
 @pytest.mark.parametrize('fast_in_norm', [False, True])
-@pytest.mark.parametrize('terms', ['both', 'kernel', 'bias'])
-def test_closed_form_l2_equals_per_example_sum(kind, fast_in_norm, terms):
+@pytest.mark.parametrize('terms, hidden', [('both', 0), ('kernel', 0), ('bias', 0), ('both', 7)])
+def test_closed_form_l2_equals_per_example_sum(kind, fast_in_norm, terms, hidden):
   features = 4
   cond = _cond(9, kernel_nu=terms != 'bias', bias_nu=terms != 'kernel')
   kwargs = dict(num_members=M, kernel_l2='kl2' if terms != 'bias' else None,
                 bias_l2='bl2' if terms != 'kernel' else None, tie_uv=False,
-                l2_with_fast_weights=fast_in_norm)
+                l2_with_fast_weights=fast_in_norm, embedding_hidden=hidden)
   if kind == 'dense':
     x = np.zeros((M, B, 6), np.float32)
     layer = hyper_layers.HyperBatchEnsembleDense(features, **kwargs)

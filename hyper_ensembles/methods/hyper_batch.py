@@ -46,7 +46,7 @@ from hyper_ensembles.models import hyper_layers  # noqa: F401  (registers the 'h
 from hyper_ensembles.models.conditioning import Conditioning
 from hyper_ensembles.models.registry import create_model
 
-INITS = ('narrow', 'whole_range')
+INITS = ('narrow', 'whole_range', 'log_centred')
 # Salts folded into the run key so the tune and evaluation draws never reuse a train-step key
 # (train step s uses fold_in(rng, s); no run reaches 2³¹ − 1 steps).
 _TUNE_SALT = 2**31 - 1
@@ -94,6 +94,10 @@ class HyperBatchEnsemble(BatchEnsemble):
           f'eval_samples >= 0, got {cfg.tune_every_steps}, {cfg.tune_warmup_epochs} and '
           f'{cfg.eval_samples}')
     self.tau = float(cfg.tau)
+    if cfg.entropy not in hp.ENTROPIES:
+      raise ValueError(f'Unknown config.hyper.entropy {cfg.entropy!r}; choose one of: '
+                       f'{", ".join(hp.ENTROPIES)}')
+    self.entropy = cfg.entropy
     self.tune_every_steps = int(cfg.tune_every_steps)
     # In train steps, with the train stream's epoch length (the last partial batch is dropped).
     steps_per_epoch = max(1, num_train // int(config.batch_size))
@@ -104,6 +108,7 @@ class HyperBatchEnsemble(BatchEnsemble):
     # the configured ones (module construction is cheap, nothing is initialised yet).
     self.kit = dataclasses.replace(
         self.kit, tie_uv=bool(cfg.tie_uv), embedding_std=float(cfg.embedding_std),
+        embedding_hidden=int(cfg.embedding_hidden),
         l2_with_fast_weights=bool(cfg.l2_with_fast_weights))
     self.model = create_model(config.model, config.arch, self.kit, info.num_classes)
 
@@ -135,6 +140,10 @@ class HyperBatchEnsemble(BatchEnsemble):
   def init_tuner(self, rng: jax.Array) -> TunerState:
     if self.config.hyper.init == 'narrow':
       dist = hp.init_narrow(rng, self.space, self.num_members)
+    elif self.config.hyper.init == 'log_centred':
+      dist = hp.init_log_centred(rng, self.space, self.num_members,
+                                 half_width=float(self.config.hyper.init_half_width),
+                                 spread=float(self.config.hyper.init_member_spread))
     else:
       dist = hp.init_whole_range(self.space, self.num_members)
     return TunerState(dist=dist, opt_state=self.tuner_tx.init(dist))
@@ -175,7 +184,7 @@ class HyperBatchEnsemble(BatchEnsemble):
     logits = self.model.apply(
         {'params': params, **model_state}, images, self.conditioning(hparams, lam), train=False)
     nll = ensemble.ensemble_nll(logits, batch['labels'][0])
-    entropy = hp.mean_entropy(dist)
+    entropy = hp.mean_entropy(dist, self.entropy)
     loss = nll - self.tau * entropy
     return loss, {'tune_loss': loss, 'tune_nll': nll, 'tune_entropy': entropy}
 
@@ -207,19 +216,23 @@ class HyperBatchEnsemble(BatchEnsemble):
 
     return tune
 
-  def tuner_summaries(self, state) -> dict[str, float]:
-    """Per member and tuned hyperparameter: bounds a, b and mean of the λ distribution."""
+  def final_hyperparameters(self, state) -> dict[str, dict[str, list[float]]]:
+    """`{name: {'lower': [M], 'upper': [M], 'mean': [M]}}`: each member's λ distribution."""
     dist = jax.device_get(state.tuner.dist)
     log_a, log_b = np.asarray(dist.log_a, np.float64), np.asarray(dist.log_b, np.float64)
     a, b = np.exp(log_a), np.exp(log_b)
     width = log_b - log_a
     mean = np.where(width > 0, (b - a) / np.where(width > 0, width, 1.0), a)
+    return {name: {'lower': a[:, j].tolist(), 'upper': b[:, j].tolist(),
+                   'mean': mean[:, j].tolist()} for j, name in enumerate(self.space.names)}
+
+  def tuner_summaries(self, state) -> dict[str, float]:
+    """Per member and tuned hyperparameter: bounds a, b and mean of the λ distribution."""
     out = {}
-    for j, name in enumerate(self.space.names):
-      for k in range(self.num_members):
-        out[f'hyper/{name}/member_{k}/lower'] = float(a[k, j])
-        out[f'hyper/{name}/member_{k}/upper'] = float(b[k, j])
-        out[f'hyper/{name}/member_{k}/mean'] = float(mean[k, j])
+    for name, stats in self.final_hyperparameters(state).items():
+      for stat, values in stats.items():
+        for k, value in enumerate(values):
+          out[f'hyper/{name}/member_{k}/{stat}'] = value
     return out
 
   # ---- prediction ------------------------------------------------------------------------------

@@ -127,7 +127,22 @@ class _HyperBatchEnsembleBase(nn.Module):
   fast_std: float = 0.5
   tie_uv: bool = True
   embedding_std: float = 1e-4
+  embedding_hidden: int = 0
   l2_with_fast_weights: bool = False
+
+  def _embed(self, lam_tilde: jax.Array, width: int) -> jax.Array:
+    """e(λ̃) `[M, B, width]`: linear (official default), or with `embedding_hidden` > 0 the
+    official factory's non-linear option: one tanh layer with bias, then the linear head."""
+    h = lam_tilde
+    if self.embedding_hidden:
+      hidden = self.param('embedding_hidden_kernel', nn.initializers.glorot_uniform(),
+                          (h.shape[-1], self.embedding_hidden))
+      hidden_bias = self.param('embedding_hidden_bias', nn.initializers.zeros,
+                               (self.embedding_hidden,))
+      h = jnp.tanh(h.astype(hidden.dtype) @ hidden + hidden_bias)
+    embedding = self.param('embedding', nn.initializers.normal(self.embedding_std),
+                           (h.shape[-1], width))
+    return h.astype(embedding.dtype) @ embedding
 
   def _forward(self, x: jax.Array, cond: Conditioning, kernel_shape: tuple[int, ...],
                scaled_op: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]) -> jax.Array:
@@ -156,9 +171,7 @@ class _HyperBatchEnsembleBase(nn.Module):
     # e = [e₁, e₂]: weights part and bias part; a layer without bias needs (and, as in the
     # official layers, has) only e₁.
     width = 2 * self.features if self.use_bias else self.features
-    embedding = self.param('embedding', nn.initializers.normal(self.embedding_std),
-                           (lam_tilde.shape[-1], width))
-    e = lam_tilde.astype(embedding.dtype) @ embedding  # [M, B, width]
+    e = self._embed(lam_tilde, width)  # [M, B, width]
     e1, e2 = e[..., :self.features], e[..., self.features:]
 
     if self.tie_uv:
@@ -215,6 +228,7 @@ def _hyper_batch(kit: kit_lib.LayerKit, kind: str, kwargs: dict) -> nn.Module:
   cls = HyperBatchEnsembleDense if kind == 'dense' else HyperBatchEnsembleConv
   return cls(num_members=kit.num_members, fast_init=kit.fast_init, fast_std=kit.fast_std,
              tie_uv=kit.tie_uv, embedding_std=kit.embedding_std,
+             embedding_hidden=kit.embedding_hidden,
              l2_with_fast_weights=kit.l2_with_fast_weights, **kwargs)
 
 

@@ -42,6 +42,7 @@ class LayerKit:
   # Hyper-batch options (ignored by the other forms).
   tie_uv: bool = True
   embedding_std: float = 1e-4
+  embedding_hidden: int = 0  # hidden tanh units of e(λ̃); 0 = linear (official default)
   l2_with_fast_weights: bool = False  # whether the λ-dependent L2 norm includes r, s (u, v)
 
   def __post_init__(self):
