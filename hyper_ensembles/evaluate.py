@@ -28,7 +28,6 @@ merged back into weights, as the pipeline scores them); `baselines` are kept as 
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import os
 import shutil
@@ -40,7 +39,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from hyper_ensembles import calibration, cli, evaluation
+from hyper_ensembles import calibration, cli, config_overrides, evaluation
 from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.data import ood
 
@@ -63,11 +62,7 @@ def parse_override(text: str) -> tuple[str, object]:
   if field in SPLIT_FIELDS:
     raise ValueError(f'--override cannot change data.{field}: it defines the validation / test '
                      'split the saved predictions and the temperature belong to')
-  try:
-    parsed = ast.literal_eval(value)
-  except (ValueError, SyntaxError):
-    parsed = value
-  return field, tuple(parsed) if isinstance(parsed, list) else parsed
+  return field, config_overrides.parse_value(value)
 
 
 def run_config(workdir: str, data_overrides: dict | None = None) -> ml_collections.ConfigDict:

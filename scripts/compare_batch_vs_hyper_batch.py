@@ -24,7 +24,6 @@ reuse the compiled programs.
 
 from __future__ import annotations
 
-import ast
 import os
 import sys
 import time
@@ -41,7 +40,7 @@ from absl import app, flags, logging
 from configs import default
 from hyper_ensembles import train
 from hyper_ensembles import workdir as workdir_lib
-from hyper_ensembles.hyper_deep.runs import apply_overrides
+from hyper_ensembles.config_overrides import apply_overrides, parse_override
 from hyper_ensembles.methods.hyper_batch import INITS
 
 _WORKDIR = flags.DEFINE_string('workdir', 'workdirs/compare_batch_vs_hyper_batch', 'Output dir.')
@@ -78,16 +77,6 @@ def run_config(arch: str, method: str, seed: int, steps_per_epoch: int | None = 
     config.hyper.init = _HYPER_INIT.value
   return apply_overrides(config, dict(parse_override(item) for item in _OVERRIDES.value))
 
-
-def parse_override(item: str) -> tuple[str, object]:
-  """'a.b=value' → ('a.b', value): a Python literal if it parses, a comma list as a list."""
-  key, sep, text = item.partition('=')
-  if not sep:
-    raise ValueError(f'--set expects key=value, got {item!r}')
-  try:
-    return key, ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return key, text.split(',') if ',' in text else text
 
 
 def epoch_steps(config) -> int:

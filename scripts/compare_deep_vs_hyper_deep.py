@@ -29,6 +29,7 @@ from absl import app, flags, logging
 from configs import default
 from hyper_ensembles import hyper_deep
 from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles.config_overrides import apply_overrides, parse_override
 
 _WORKDIR = flags.DEFINE_string('workdir', 'workdirs/compare_deep_vs_hyper_deep', 'Output dir.')
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Experiment seeds.')
@@ -37,6 +38,9 @@ _EPOCHS = flags.DEFINE_float('epochs', 3.0, 'Training epochs of every network.')
 _ENSEMBLE_SIZE = flags.DEFINE_integer('ensemble_size', 3, 'K.')
 _DATASET = flags.DEFINE_string('dataset', 'fashion_mnist', 'Dataset.')
 _FIXED_INIT = flags.DEFINE_bool('fixed_init', False, 'Also the fixed-init hyper ensemble.')
+_OVERRIDES = flags.DEFINE_multi_string(
+    'set', [], "Extra config overrides 'key=value' for every network, e.g. "
+    "--set=data.corruptions=official --set=data.ood_datasets=digits28,uniform_noise.")
 
 ROWS = (('deep ensemble', 'deep_ens'), ('hyper ensemble', 'hyper_ens'),
         ('hyper-deep ensemble', 'hyper_deep'), ('best single model', 'best_single'),
@@ -54,7 +58,7 @@ def seed_config(seed: int):
   config.hyper_deep.sampling_seed = seed
   config.hyper_deep.fixed_init_baseline = _FIXED_INIT.value
   config.hyper_deep.deep_baseline = True
-  return config
+  return apply_overrides(config, dict(parse_override(item) for item in _OVERRIDES.value))
 
 
 def ensemble_results(metrics: dict) -> dict[str, dict]:

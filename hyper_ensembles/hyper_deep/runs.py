@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ml_collections
 import numpy as np
@@ -17,6 +17,7 @@ from absl import logging
 
 from hyper_ensembles import launch
 from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles.config_overrides import apply_overrides
 from hyper_ensembles.hyper_deep.plan import Member, Run
 from hyper_ensembles.launch import is_complete
 
@@ -25,20 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ['Predictions', 'apply_overrides', 'ensure_run', 'is_complete', 'run_config',
            'train_runs']
-
-
-def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
-                    ) -> ml_collections.ConfigDict:
-  """A copy of `config` with flat `{'a.b': value}` overrides set (lists become tuples)."""
-  out = config.copy_and_resolve_references()
-  for key, value in overrides.items():
-    *parents, leaf = key.split('.')
-    node = out
-    for part in parents:
-      node = node[part]
-    # JSON has no tuples; every sequence field of the config is a tuple.
-    node[leaf] = tuple(value) if isinstance(value, list) else value
-  return out
 
 
 def run_config(config: ml_collections.ConfigDict, run: Run) -> ml_collections.ConfigDict:
