@@ -174,7 +174,8 @@ class RayLauncher:
         in_flight[task.remote(self._spec(jobs[i], slot))] = (i, slot)
         log = os.path.join(jobs[i].workdir, launch.LOG_FILE)
         self.echo(f'{jobs[i].name}: training (log {log})')
-      ready, _ = ray.wait(list(in_flight), num_returns=1)
+      # With a timeout: a blocking wait would not see Ctrl-C until some run finished.
+      ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
       for ref in ready:
         i, slot = in_flight.pop(ref)
         free_slots.append(slot)
