@@ -32,7 +32,7 @@ HYPER_SPACES = {
         'l2_dense_bias')} for arch in ('resnet20', 'wrn28_10')},
 }
 # Methods that are pipelines of ordinary runs rather than registered `Method`s: main.py hands them
-# to their own driver (hyper_deep: hyper_ensembles/hyper_deep.py, DESIGN.md §5).
+# to their own driver (hyper_deep: hyper_ensembles/hyper_deep/, DESIGN.md §5).
 PIPELINE_METHODS = ('hyper_deep',)
 # Hyper-deep random-search spaces {name: (min, max)}, log-uniform. MLP / LeNet: the paper's
 # appendix (dropout and L2 only; no label smoothing). ResNets: DESIGN.md §6 (six L2 groups and
@@ -213,7 +213,7 @@ def _add_member_hparams(config: ml_collections.ConfigDict) -> None:
 
 
 def _add_hyper_deep(config: ml_collections.ConfigDict, small: bool, smoke: bool) -> None:
-  """The hyper-deep ensemble pipeline (hyper_ensembles/hyper_deep.py; DESIGN.md §5)."""
+  """The hyper-deep ensemble pipeline (hyper_ensembles/hyper_deep/; DESIGN.md §5)."""
   hd = config.hyper_deep = ml_collections.ConfigDict()
   # κ: the default setting + κ − 1 random draws (paper: 50 for MLP / LeNet, 100 for ResNets).
   hd.pool_size = 50 if small else 100
