@@ -2,7 +2,8 @@
 
   python scripts/make_tables.py RUNS [RUNS ...] [--format=markdown|latex|both] [--out=PREFIX]
       [--reference=docs/reference_results.json] [--set=test] [--ood_score=max_prob|entropy]
-      [--ignore_keys=seed,...] [--hyper_deep_baselines] [--json_out=FILE]
+      [--ignore_keys=seed,hyper_deep.sampling_seed,...] [--decimals=3] [--hyper_deep_baselines]
+      [--json_out=FILE]
 
 RUNS are run directories, glob patterns or root directories searched recursively for runs (a
 directory with config.json and metrics.json; the runs inside a hyper-deep pipeline directory are
@@ -10,9 +11,10 @@ its own business and are not collected, the pipeline directory itself is). Metho
 dataset and seed are read from each run's config.json.
 
 One table per (dataset, architecture); one row per method and config: runs whose config.json agree
-on every key but `--ignore_keys` (default: seed) are the seeds of one row, so two configs of one
-method never get averaged together — they become two rows, and the footnotes say which config keys
-tell them apart. Each row's footnote gives its config hash, seeds and config.json paths.
+on every key but `--ignore_keys` (default: the seed and the hyper-deep search's seed) are the
+seeds of one row, so two configs of one method never get averaged together — they become two rows,
+and the footnotes say which config keys tell them apart. Each row's footnote gives its config
+hash, seeds and config.json paths.
 
 Columns (each shown when some row of the table has it): clean (`<set>`: NLL, accuracy, ECE),
 tempered (`<set>_tempered`: NLL, ECE and the fitted temperature T), shifted (`corrupt_mean`: NLL,
@@ -76,19 +78,21 @@ def _params(metrics: dict) -> float | None:
   return float(value) if isinstance(value, int | float) else None
 
 
-def columns(eval_set: str, ood_sets: list[str], ood_score: str) -> list[Column]:
-  """Every column a table may have, in display order."""
+def columns(eval_set: str, ood_sets: list[str], ood_score: str, decimals: int = 3
+            ) -> list[Column]:
+  """Every column a table may have, in display order; `decimals` for NLL and ECE."""
   t = f'{eval_set}_tempered'
+  d = decimals
   out = [
-      Column('clean', 'NLL', _field(eval_set, 'nll'), 'nll', 1, 3, False),
+      Column('clean', 'NLL', _field(eval_set, 'nll'), 'nll', 1, d, False),
       Column('clean', 'Acc (%)', _field(eval_set, 'accuracy'), 'acc', 100, 1, True),
-      Column('clean', 'ECE', _field(eval_set, 'ece'), 'ece', 1, 3, False),
-      Column('tempered', 'NLL', _field(t, 'nll'), None, 1, 3, False),
-      Column('tempered', 'ECE', _field(t, 'ece'), None, 1, 3, False),
+      Column('clean', 'ECE', _field(eval_set, 'ece'), 'ece', 1, d, False),
+      Column('tempered', 'NLL', _field(t, 'nll'), None, 1, d, False),
+      Column('tempered', 'ECE', _field(t, 'ece'), None, 1, d, False),
       Column('tempered', 'T', _temperature, None, 1, 2, None),
-      Column('shifted', 'NLL', _field('corrupt_mean', 'nll'), 'cnll', 1, 3, False),
+      Column('shifted', 'NLL', _field('corrupt_mean', 'nll'), 'cnll', 1, d, False),
       Column('shifted', 'Acc (%)', _field('corrupt_mean', 'accuracy'), 'cacc', 100, 1, True),
-      Column('shifted', 'ECE', _field('corrupt_mean', 'ece'), 'cece', 1, 3, False),
+      Column('shifted', 'ECE', _field('corrupt_mean', 'ece'), 'cece', 1, d, False),
   ]
   for name in ood_sets:
     short = name[len('ood_'):]
@@ -313,19 +317,21 @@ def render_table(rows: list[Row], cols_all: list[Column], reference: dict, fmt: 
   return '\n'.join(lines), notes
 
 
-def render(rows: list[Row], reference: dict, fmt: str, eval_set: str, ood_score: str) -> str:
+def render(rows: list[Row], reference: dict, fmt: str, eval_set: str, ood_score: str,
+           decimals: int = 3) -> str:
   """Every (dataset, arch) table with its footnotes, and the reference file's provenance."""
   tables = defaultdict(list)
   for row in rows:
     tables[(row.dataset, row.arch)].append(row)
-  out, note = [], 1
+  out, note, any_reference = [], 1, False
   for key in sorted(tables):
     group = tables[key]
     ood_sets = sorted({k for r in group for m in r.metrics for k in m
                        if k.startswith('ood_') and isinstance(m[k], dict)
                        and not k.endswith('_tempered')})
-    table, notes = render_table(group, columns(eval_set, ood_sets, ood_score), reference, fmt,
-                                note)
+    table, notes = render_table(group, columns(eval_set, ood_sets, ood_score, decimals),
+                                reference, fmt, note)
+    any_reference |= bool(reference_rows(reference, *key, [r.label for r in group]))
     note += len(group)
     if fmt == 'latex':
       out += [table, '% ' + '\n% '.join(notes), '']
@@ -336,7 +342,7 @@ def render(rows: list[Row], reference: dict, fmt: str, eval_set: str, ood_score:
             f'`{eval_set}_tempered` (temperature scaling fitted on validation), `corrupt_mean` '
             f'(shifted) and OOD detection by {ood_score} with in-distribution positive. '
             'Bold: best mean of a column.')
-  if about:
+  if about and any_reference:
     legend += f' Reference rows: {about}'
   out.append(('% ' if fmt == 'latex' else '') + legend)
   return '\n'.join(out) + '\n'
@@ -367,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
                       help='reference numbers JSON ("" for none)')
   parser.add_argument('--set', default='test', help='the clean evaluation set')
   parser.add_argument('--ood_score', choices=('max_prob', 'entropy'), default='max_prob')
-  parser.add_argument('--ignore_keys', default='seed',
+  # The seeds of one experiment: a hyper-deep run's random-search seed varies with its seed.
+  parser.add_argument('--ignore_keys', default='seed,hyper_deep.sampling_seed',
                       help='comma list of config keys (dotted) that do not split rows')
+  parser.add_argument('--decimals', type=int, default=3, help='decimals of NLL and ECE')
   parser.add_argument('--hyper_deep_baselines', action='store_true',
                       help="also a row for each baseline in a hyper-deep metrics.json")
   parser.add_argument('--json_out', help='also write the aggregated numbers as JSON')
@@ -385,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
   reference = _read(args.reference) if args.reference else {}
   formats = ('markdown', 'latex') if args.format == 'both' else (args.format,)
   for fmt in formats:
-    text = render(rows, reference, fmt, args.set, args.ood_score)
+    text = render(rows, reference, fmt, args.set, args.ood_score, args.decimals)
     if args.out:
       path = f'{args.out}.{"tex" if fmt == "latex" else "md"}'
       os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
