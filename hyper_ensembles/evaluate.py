@@ -29,6 +29,7 @@ merged back into weights, as the pipeline scores them); `baselines` are kept as 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import shutil
 import time
@@ -268,31 +269,40 @@ def write_with_backup(path: str, metrics: dict) -> str | None:
   return backup
 
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (or hyper-deep pipeline DIR).')
-_SETS = flags.DEFINE_list(
-    'sets', [], 'Evaluation sets (names or shell patterns, e.g. corrupt_*) to include besides the '
-    'saved ones; sets without saved predictions are predicted from the checkpoint.')
-_TEMPERATURE = flags.DEFINE_enum(
-    'temperature_scaling', None, [*calibration.MODES, 'none'],
-    "Override the run's config.evaluation.temperature_scaling.")
-_FROM_CHECKPOINT = flags.DEFINE_bool(
-    'from_checkpoint', False, 'Predict the --sets from the checkpoint even when saved.')
-_OVERRIDE = flags.DEFINE_multi_string(
-    'override', [], 'data.<field>=<value> over the recorded data config, for new evaluation sets '
-    "(e.g. data.corruptions=all); repeat the flag for several fields.")
-_TRACEBACK = flags.DEFINE_bool(
-    'traceback', False, 'Show the full traceback for input errors too.')
+def define_flags() -> dict:
+  """The command line's flags. Defined only when this module runs as the program (see below), so
+  importing it as a library (tests, scripts with their own --workdir) defines no flags."""
+  return {
+      'workdir': flags.DEFINE_string('workdir', None,
+                                     'Run directory (or hyper-deep pipeline DIR).'),
+      'sets': flags.DEFINE_list(
+          'sets', [], 'Evaluation sets (names or shell patterns, e.g. corrupt_*) to include '
+          'besides the saved ones; sets without saved predictions are predicted from the '
+          'checkpoint.'),
+      'temperature_scaling': flags.DEFINE_enum(
+          'temperature_scaling', None, [*calibration.MODES, 'none'],
+          "Override the run's config.evaluation.temperature_scaling."),
+      'from_checkpoint': flags.DEFINE_bool(
+          'from_checkpoint', False, 'Predict the --sets from the checkpoint even when saved.'),
+      'override': flags.DEFINE_multi_string(
+          'override', [], 'data.<field>=<value> over the recorded data config, for new '
+          'evaluation sets (e.g. data.corruptions=all); repeat the flag for several fields.'),
+      'traceback': flags.DEFINE_bool(
+          'traceback', False, 'Show the full traceback for input errors too.'),
+  }
 
 
-def main(argv):
+def main(argv, cli_flags: dict):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = {name: holder.value for name, holder in cli_flags.items()}
   cli.setup_logging()
   cli.run_reporting_user_errors(lambda: evaluate_workdir(
-      _WORKDIR.value, _SETS.value, _TEMPERATURE.value, _FROM_CHECKPOINT.value,
-      dict(parse_override(o) for o in _OVERRIDE.value)), _TRACEBACK.value)
+      f['workdir'], f['sets'], f['temperature_scaling'], f['from_checkpoint'],
+      dict(parse_override(o) for o in f['override'])), f['traceback'])
 
 
 if __name__ == '__main__':
+  _cli_flags = define_flags()
   flags.mark_flags_as_required(['workdir'])
-  app.run(main)
+  app.run(functools.partial(main, cli_flags=_cli_flags))

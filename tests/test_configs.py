@@ -24,7 +24,10 @@ from hyper_ensembles.models.registry import ARCHITECTURES
 from hyper_ensembles.train_state import TrainState
 from tests.conftest import REPO_ROOT
 
-CONFIG_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, 'configs', '*.py')))
+# Experiment families; configs/saved.py is not one: it reloads a run's config.json (its argument is
+# that path) and has its own round-trip tests (tests/test_ray_sweep.py).
+CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(REPO_ROOT, 'configs', '*.py'))
+                      if os.path.basename(p) != 'saved.py')
 # Shapes the smoke initialisation needs, without loading any data.
 IMAGE_SHAPES = {'digits': (8, 8, 1), 'fashion_mnist': (28, 28, 1), 'cifar10': (32, 32, 3),
                 'cifar100': (32, 32, 3)}
@@ -133,3 +136,20 @@ def test_unknown_names_and_args_list_the_valid_ones(arg, valid):
   assert 'bogus' in message or arg in message
   for name in valid:
     assert name in message, (name, message)
+
+
+@pytest.mark.parametrize('arg', ['method=hyper_batch,arch=lenet', 'method=hyper_deep',
+                                 'method=deep,dataset=fashion_mnist'])
+def test_saved_config_round_trips_a_recorded_config(tmp_path, arg):
+  """configs/saved.py:DIR/config.json gives back the config a run recorded, types included."""
+  from hyper_ensembles import workdir as workdir_lib
+  saved = _load(os.path.join(REPO_ROOT, 'configs', 'saved.py'))
+  config = _default().get_config(arg)
+  path = tmp_path / 'config.json'
+  workdir_lib.write_json(str(path), workdir_lib.config_to_dict(config))
+  again = saved.get_config(str(path))
+  assert again.is_locked
+  assert workdir_lib.config_to_dict(again) == workdir_lib.config_to_dict(config)
+  assert type(again.model.mlp.hidden) is tuple and again.model.mlp.hidden == config.model.mlp.hidden
+  with pytest.raises(FileNotFoundError, match=r'config\.json after the colon'):
+    saved.get_config(str(tmp_path / 'missing.json'))
