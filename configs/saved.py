@@ -7,18 +7,11 @@ tuples: every list becomes a tuple, as every sequence field of our configs is on
 
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
 
-
-def _tuples(value):
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
-  return value
+from hyper_ensembles import workdir as workdir_lib
 
 
 def get_config(path: str) -> ml_collections.ConfigDict:
@@ -26,5 +19,4 @@ def get_config(path: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(
         f'configs/saved.py needs the path of a run\'s config.json after the colon, e.g. '
         f'--config=configs/saved.py:DIR/config.json; got {path!r}')
-  with open(path) as f:
-    return ml_collections.ConfigDict(_tuples(json.load(f))).lock()
+  return workdir_lib.load_config_file(path)

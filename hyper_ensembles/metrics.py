@@ -3,7 +3,8 @@
 This module owns every number that ends up in `metrics.json`: ensemble NLL, accuracy, ECE and Brier
 score of the ensemble predictive p̄; Gibbs (weighted mean over members) NLL and accuracy; per-member
 NLL and accuracy; diversity (pairwise disagreement and KL); and the OOD-detection metrics (AUROC,
-AUPR, FPR at 95 % TPR) together with the scores they are computed from.
+AUPR, FPR at 95 % TPR) together with the scores they are computed from; and `mean_and_se`, how
+every results table summarises a metric over seeds.
 
 Everything is NumPy in float64, independent of JAX: it runs once per evaluation on logits gathered
 to the host (or re-loaded from `predictions/*.npz`), where precision matters more than speed.
@@ -378,3 +379,20 @@ def ood_metrics(in_scores: Any, out_scores: Any) -> dict[str, float]:
   # tolerance guards against 0.95 · N_in landing exactly on an integer but tps/N_in rounding down.
   fpr_at_95 = fpr[np.argmax(tpr >= 0.95 - 1e-12)]
   return {'auroc': float(auroc), 'aupr': float(aupr), 'fpr_at_95_tpr': float(fpr_at_95)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Over seeds.
+# --------------------------------------------------------------------------------------------------
+
+
+def mean_and_se(values: list[float | None]) -> tuple[float, float | None, int]:
+  """(mean, standard error of the mean = sample std (ddof 1) / √n or None for n = 1, n).
+
+  None entries (a metric a run does not have) are skipped; no values give (nan, None, 0).
+  """
+  values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+  if values.size == 0:
+    return float('nan'), None, 0
+  se = float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else None
+  return float(np.mean(values)), se, int(values.size)

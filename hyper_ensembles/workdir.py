@@ -79,6 +79,11 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(
         f'{path} not found: {workdir} is not a run directory (hyper_ensembles.main writes '
         f'{CONFIG_FILE}, checkpoints/, {METRICS_FILE} and {PREDICTIONS_DIR}/ there)')
+  return load_config_file(path)
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """The locked config in a recorded config.json file, lists turned back into tuples."""
 
   def tuples(value):
     if isinstance(value, dict):

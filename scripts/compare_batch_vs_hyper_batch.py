@@ -38,7 +38,7 @@ import plot_hyperparameters
 from absl import app, flags, logging
 
 from configs import default
-from hyper_ensembles import train
+from hyper_ensembles import metrics, train
 from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.config_overrides import apply_overrides, parse_override
 from hyper_ensembles.methods.hyper_batch import INITS
@@ -81,13 +81,15 @@ def run_config(arch: str, method: str, seed: int, steps_per_epoch: int | None = 
 
 def epoch_steps(config) -> int:
   from hyper_ensembles.data.registry import load_dataset
-  return load_dataset(config.dataset, config.data).num_train // config.batch_size
+  # Only the training split's size matters here: leave out the shifted / OOD sets a --set may
+  # have switched on (generating them takes most of the load).
+  data = apply_overrides(config, {'data.corruptions': '', 'data.ood_datasets': ()}).data
+  return load_dataset(config.dataset, data).num_train // config.batch_size
 
 
 def mean_se(values) -> tuple[float, float]:
-  values = np.asarray(values, np.float64)
-  se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float('nan')
-  return float(values.mean()), float(se)
+  mean, se, _ = metrics.mean_and_se(values)
+  return mean, float('nan') if se is None else se
 
 
 def table(results: dict) -> str:

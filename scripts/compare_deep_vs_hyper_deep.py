@@ -23,11 +23,10 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-import numpy as np
 from absl import app, flags, logging
 
 from configs import default
-from hyper_ensembles import hyper_deep
+from hyper_ensembles import hyper_deep, metrics
 from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.config_overrides import apply_overrides, parse_override
 
@@ -77,9 +76,9 @@ def format_table(per_seed: list[dict[str, dict]], split: str = 'test') -> tuple[
       continue
     row = {}
     for metric in METRICS:
-      values = np.array([r[key][split][metric] for r in per_seed])
-      se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float('nan')
-      row[metric] = {'mean': float(values.mean()), 'se': float(se), 'values': values.tolist()}
+      values = [float(r[key][split][metric]) for r in per_seed]
+      mean, se, _ = metrics.mean_and_se(values)
+      row[metric] = {'mean': mean, 'se': float('nan') if se is None else se, 'values': values}
     members = [len(r[key][split]['member_nll']) for r in per_seed]
     row['members'] = members
     summary[key] = row

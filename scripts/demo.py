@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs import default as default_config
-from hyper_ensembles import train
+from hyper_ensembles import metrics, train
 from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.methods.registry import METHODS
 
@@ -60,10 +60,8 @@ TABLE_METRICS = (('validation', 'nll'), ('test', 'nll'), ('test', 'accuracy'), (
 
 
 def mean_se(values) -> str:
-  values = np.asarray(values, np.float64)
-  if len(values) < 2:
-    return f'{values.mean():.4f}'
-  return f'{values.mean():.4f} ± {values.std(ddof=1) / np.sqrt(len(values)):.4f}'
+  mean, se, _ = metrics.mean_and_se(values)
+  return f'{mean:.4f}' if se is None else f'{mean:.4f} ± {se:.4f}'
 
 
 def format_table(rows: dict[str, list[dict]]) -> str:

@@ -43,6 +43,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
+from hyper_ensembles.metrics import mean_and_se  # noqa: E402
 from hyper_ensembles.workdir import flatten_dict  # noqa: E402
 
 DEFAULT_REFERENCE = os.path.join(REPO_ROOT, 'docs', 'reference_results.json')
@@ -179,15 +180,6 @@ def group_runs(run_dirs: list[str], ignore: tuple[str, ...], hyper_deep_baseline
 # --------------------------------------------------------------------------------------------------
 # Numbers.
 # --------------------------------------------------------------------------------------------------
-
-
-def mean_and_se(values: list[float]) -> tuple[float, float | None, int]:
-  """(mean, standard error of the mean = sample std (ddof 1) / √n or None for n = 1, n)."""
-  values = np.asarray([v for v in values if v is not None], dtype=np.float64)
-  if values.size == 0:
-    return float('nan'), None, 0
-  se = float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else None
-  return float(np.mean(values)), se, int(values.size)
 
 
 def summarise(row: Row, cols: list[Column]) -> list[tuple[float, float | None, int]]:
