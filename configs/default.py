@@ -22,7 +22,8 @@ ARG_FLAGS = ('smoke',)
 
 # Tuned hyperparameter spaces of hyper_batch / stn, {name: (λ_min, λ_max)} log-uniform, per arch.
 # MLP / LeNet: the paper appendix's dropout and L2 ranges; ResNets: the official code's six L2
-# groups in [0.1, 100], BatchNorm L2 fixed (DESIGN.md §6). Hyperparameters not named here keep the
+# groups in [0.1, 100], BatchNorm L2 fixed (docs/design.md §6). Hyperparameters not named here keep
+# the
 # fixed values of `config.hparams`.
 HYPER_SPACES = {
     'mlp': {'dropout': (1e-3, 0.9), 'l2': (1e-3, 1e3)},
@@ -32,10 +33,10 @@ HYPER_SPACES = {
         'l2_dense_bias')} for arch in ('resnet20', 'wrn28_10')},
 }
 # Methods that are pipelines of ordinary runs rather than registered `Method`s: main.py hands them
-# to their own driver (hyper_deep: hyper_ensembles/hyper_deep/, DESIGN.md §5).
+# to their own driver (hyper_deep: hyper_ensembles/hyper_deep/, docs/design.md §5).
 PIPELINE_METHODS = ('hyper_deep',)
 # Hyper-deep random-search spaces {name: (min, max)}, log-uniform. MLP / LeNet: the paper's
-# appendix (dropout and L2 only; no label smoothing). ResNets: DESIGN.md §6 (six L2 groups and
+# appendix (dropout and L2 only; no label smoothing). ResNets: docs/design.md §6 (six L2 groups and
 # label smoothing; BN L2 stays fixed).
 _MLP_SEARCH_SPACE = {'l2': (1e-3, 1e3), 'dropout': (1e-3, 0.9)}
 _RESNET_SEARCH_SPACE = {
@@ -86,14 +87,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # >= 0: every member's parameters start from the init that member 0 of a run seeded `init_seed`
   # gets, while dropout and data order stay per member (the fixed-init hyper ensemble); -1: off.
   config.init_seed = -1
-  # The paper's MLP / LeNet experiments use K = 3 (appendix; DESIGN.md §6).
+  # The paper's MLP / LeNet experiments use K = 3 (appendix; docs/design.md §6).
   config.num_members = 3
 
   config.data = ml_collections.ConfigDict()
   config.data.source = 'default'  # fashion_mnist: 'idx' (Debian files) or 'tfds'
   config.data.fashion_mnist_dir = '/usr/share/datasets/fashion-mnist'
   config.data.tfds_data_dir = config_dict.placeholder(str)
-  config.data.validation_fraction = 0.05  # the last 5 % of the training split (DESIGN.md §6)
+  config.data.validation_fraction = 0.05  # the last 5 % of the training split (docs/design.md §6)
   config.data.split_seed = 0  # embedded digits only: its split is random but fixed
   # True: train on train ∪ validation (validation still evaluated, no longer held out)
   config.data.train_on_validation = False
@@ -135,7 +136,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.fast_weight_lr_multiplier = 0.5  # official batch-ensemble value
   config.optimizer.grad_clip_norm = 0.0  # 0 = off
 
-  # Hyper-batch ensembles and stn (methods/hyper_batch.py; DESIGN.md §4). Official constants.
+  # Hyper-batch ensembles and stn (methods/hyper_batch.py; docs/design.md §4). Official constants.
   config.hyper = ml_collections.ConfigDict()
   config.hyper.space = ml_collections.ConfigDict(HYPER_SPACES.get(args['arch'], {}))
   config.hyper.tau = 1e-3  # entropy weight in the tune loss
@@ -172,7 +173,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.max_checkpoints_to_keep = 2
   config.max_eval_examples = -1  # > 0 evaluates only the first examples of each set (smoke)
   config.evaluation = ml_collections.ConfigDict()
-  # Post-hoc temperature scaling fitted on validation predictions (hyper_ensembles/calibration.py):
+  # Post-hoc temperature scaling fitted on validation predictions
+  # (hyper_ensembles/maths/calibration.py):
   # 'ensemble' (one T), 'per_member' or '' (off). On by default: it costs a few hundred NLL
   # evaluations on the validation logits and only adds `<set>_tempered` entries to metrics.json.
   config.evaluation.temperature_scaling = 'ensemble'
@@ -213,7 +215,7 @@ def _add_member_hparams(config: ml_collections.ConfigDict) -> None:
 
 
 def _add_hyper_deep(config: ml_collections.ConfigDict, small: bool, smoke: bool) -> None:
-  """The hyper-deep ensemble pipeline (hyper_ensembles/hyper_deep/; DESIGN.md §5)."""
+  """The hyper-deep ensemble pipeline (hyper_ensembles/hyper_deep/; docs/design.md §5)."""
   hd = config.hyper_deep = ml_collections.ConfigDict()
   # κ: the default setting + κ − 1 random draws (paper: 50 for MLP / LeNet, 100 for ResNets).
   hd.pool_size = 50 if small else 100

@@ -7,9 +7,10 @@ overridden with `--config.<key>=<value>`.
 
 The architecture is the standard ResNet-20 of He et al. 2016 (3 stages × 3 basic blocks, 16 / 32 /
 64 filters, 0.27 M parameters). The hyper-ensemble paper's "ResNet-20" notebook is a different
-network (a width-1 Wide ResNet of depth 22); DESIGN.md §6.
+network (a width-1 Wide ResNet of depth 22); docs/design.md §6.
 
-This file also holds `build_config`, the protocol shared with configs/wrn28_10.py (DESIGN.md §6,
+This file also holds `build_config`, the protocol shared with configs/wrn28_10.py (docs/design.md
+§6,
 the official uncertainty-baselines WRN-28-10 code): K = 4 members; 128 unique images per step
 (global, whatever the number of devices); SGD with Nesterov momentum 0.9, learning rate
 0.1 × batch / 128, a linear warm-up over the first epoch, × 0.2 at epochs 100, 200 and 225 of 250;

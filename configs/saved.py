@@ -11,7 +11,7 @@ import os
 
 import ml_collections
 
-from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles.runs import workdir as workdir_lib
 
 
 def get_config(path: str) -> ml_collections.ConfigDict:

@@ -1,13 +1,13 @@
 """Evaluation without training: `python -m hyper_ensembles.evaluate --workdir=DIR`.
 
-Recomputes `DIR/metrics.json` through the one evaluation path (evaluation.metrics_from_predictions,
+Recomputes `DIR/metrics.json` through the one evaluation path (evaluator.metrics_from_predictions,
 the function training uses) from what a finished run left behind:
 
 - Every set with saved predictions (`DIR/predictions/<set>.npz`) is re-scored, always all of them,
   so that one fitted temperature holds for the whole file.
 - `--sets=a,b,...` (names or shell patterns such as `corrupt_*`) adds sets: those without saved
   predictions are predicted from the latest checkpoint (the run's state restored by the training
-  code's factories, evaluated by evaluation.predict_split) and their predictions saved too;
+  code's factories, evaluated by evaluator.predict_split) and their predictions saved too;
   `--from_checkpoint` re-predicts the named sets even when they are saved. Sets the recorded
   config does not produce are asked for with `--override=data.<field>=<value>` (e.g.
   `--override=data.corruptions=all --sets='corrupt_*'`); fields that change the train /
@@ -40,9 +40,11 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from hyper_ensembles import calibration, cli, config_overrides, evaluation
-from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.data import ood
+from hyper_ensembles.evaluation import evaluator
+from hyper_ensembles.maths import calibration
+from hyper_ensembles.runs import cli, overrides
+from hyper_ensembles.runs import workdir as workdir_lib
 
 # Methods whose directory is a pipeline of runs rather than one run with a checkpoint.
 PIPELINE_METHODS = ('hyper_deep',)
@@ -63,7 +65,7 @@ def parse_override(text: str) -> tuple[str, object]:
   if field in SPLIT_FIELDS:
     raise ValueError(f'--override cannot change data.{field}: it defines the validation / test '
                      'split the saved predictions and the temperature belong to')
-  return field, config_overrides.parse_value(value)
+  return field, overrides.parse_value(value)
 
 
 def run_config(workdir: str, data_overrides: dict | None = None) -> ml_collections.ConfigDict:
@@ -89,11 +91,11 @@ def _checkpoint_dir(workdir: str) -> str:
 
 def _restore(config: ml_collections.ConfigDict, workdir: str, dataset):
   """(eval_step, state, mesh) of the latest checkpoint, built as train.py builds them."""
-  from hyper_ensembles import sharding
-  from hyper_ensembles.checkpointing import Checkpointer
   from hyper_ensembles.methods.registry import create_method
-  from hyper_ensembles.optimizers import num_train_steps
-  from hyper_ensembles.train_state import create_train_state
+  from hyper_ensembles.training import sharding
+  from hyper_ensembles.training.checkpoints import Checkpointer
+  from hyper_ensembles.training.optimizers import num_train_steps
+  from hyper_ensembles.training.state import create_train_state
 
   method = create_method(config, dataset.info, dataset.num_train)
   mesh = sharding.create_mesh()
@@ -110,7 +112,7 @@ def _restore(config: ml_collections.ConfigDict, workdir: str, dataset):
   if int(state.step) < total:
     logging.warning('%s: the latest checkpoint is at step %d of %d; the run is not finished',
                     workdir, int(state.step), total)
-  return evaluation.make_eval_step(method, mesh), state, mesh
+  return evaluator.make_eval_step(method, mesh), state, mesh
 
 
 def _expand(patterns: list[str], available: list[str]) -> tuple[list[str], list[str]]:
@@ -181,7 +183,7 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
     from hyper_ensembles.data.registry import load_dataset
     _checkpoint_dir(workdir)  # before loading any data
     dataset = load_dataset(config.dataset, config.data)
-    splits = evaluation.eval_sets(dataset)
+    splits = evaluator.eval_sets(dataset)
     new, still_unmatched = _expand(unmatched, list(splits))
     if still_unmatched:
       raise ValueError(
@@ -206,11 +208,11 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
   predictions = {n: workdir_lib.read_predictions(workdir, n) for n in names if n not in to_predict}
   extra: dict = {}
   if restored is not None:
-    from hyper_ensembles.train_state import count_params
+    from hyper_ensembles.training.state import count_params
     eval_step, state, mesh = restored
     for name in to_predict:
       logging.info('Predicting %s from the checkpoint (%d examples)', name, len(splits[name]))
-      predictions[name] = evaluation.predict_split(
+      predictions[name] = evaluator.predict_split(
           eval_step, state, splits[name], config.eval_batch_size, mesh, config.max_eval_examples)
       workdir_lib.write_predictions(workdir, name, *predictions[name])
     extra = {'num_params': count_params(state.params),
@@ -221,7 +223,7 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
   weights = None
   if pipeline:
     predictions, weights = _distinct_members(predictions)
-  results = evaluation.metrics_from_predictions(predictions, weights, mode)
+  results = evaluator.metrics_from_predictions(predictions, weights, mode)
   merged = merge(old, results, extra)
   merged[RECORD_KEY] = {
       'time': time.strftime('%Y-%m-%d %H:%M:%S'), 'temperature_scaling': mode,
@@ -229,7 +231,7 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
       'data_overrides': {k: list(v) if isinstance(v, tuple) else v
                          for k, v in (data_overrides or {}).items()}}
   write_with_backup(metrics_path, merged)
-  evaluation.log_results(merged)
+  evaluator.log_results(merged)
   return merged
 
 
@@ -241,15 +243,15 @@ def merge(old: dict, results: dict, extra: dict) -> dict:
   the old file (sets without predictions, num_params, baselines, ...) are kept; `extra` fills
   keys the old file lacks.
   """
-  stale = set(evaluation.corruption_aggregates(old)) | {calibration.RECORD_KEY}
+  stale = set(evaluator.corruption_aggregates(old)) | {calibration.RECORD_KEY}
   merged = {k: v for k, v in old.items() if k not in stale and not calibration.is_tempered_key(k)}
-  fresh_aggregates = set(evaluation.corruption_aggregates(results))
+  fresh_aggregates = set(evaluator.corruption_aggregates(results))
   merged.update({k: v for k, v in results.items() if k not in fresh_aggregates})
   kept = [k for k in old if k in merged and k not in results and isinstance(old[k], dict)
           and ('nll' in old[k] or 'auroc_max_prob' in old[k])]
   if kept:
     logging.warning('Kept the old entries of %s: no saved predictions to re-score them', kept)
-  merged.update(evaluation.corruption_aggregates(merged))
+  merged.update(evaluator.corruption_aggregates(merged))
   for key, value in extra.items():
     merged.setdefault(key, value)
   return merged

@@ -16,7 +16,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hyper_ensembles import cli, train
+from hyper_ensembles import train
+from hyper_ensembles.runs import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. configs/default.py:method=deep,arch=mlp',

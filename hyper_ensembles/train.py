@@ -20,15 +20,17 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
-from hyper_ensembles import calibration, evaluation, sharding
-from hyper_ensembles import workdir as workdir_lib
-from hyper_ensembles.checkpointing import Checkpointer
 from hyper_ensembles.data.registry import load_dataset
 from hyper_ensembles.data.streams import TrainStream, prefetch
+from hyper_ensembles.evaluation import evaluator
+from hyper_ensembles.maths import calibration
 from hyper_ensembles.methods.base import Method
 from hyper_ensembles.methods.registry import create_method
-from hyper_ensembles.optimizers import num_train_steps
-from hyper_ensembles.train_state import TrainState, count_params, create_train_state
+from hyper_ensembles.runs import workdir as workdir_lib
+from hyper_ensembles.training import sharding
+from hyper_ensembles.training.checkpoints import Checkpointer
+from hyper_ensembles.training.optimizers import num_train_steps
+from hyper_ensembles.training.state import TrainState, count_params, create_train_state
 
 
 def make_train_step(method: Method, tx: optax.GradientTransformation):
@@ -130,8 +132,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   train_step = jax.jit(make_train_step(method, tx), donate_argnums=0)
   tune = method.make_tune_step(dataset, mesh) if hasattr(method, 'make_tune_step') else None
-  eval_step = evaluation.make_eval_step(method, mesh)
-  eval_sets = evaluation.eval_sets(dataset)
+  eval_step = evaluator.make_eval_step(method, mesh)
+  eval_sets = evaluator.eval_sets(dataset)
 
   def device_batch(step: int) -> dict:
     local = stream.batch(step)
@@ -174,10 +176,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         writer.write_scalars(done, method.tuner_summaries(state))
       history, history_start = [], done
     if config.eval_every_steps > 0 and done % config.eval_every_steps == 0 and done < end_step:
-      results, _ = evaluation.evaluate(
+      results, _ = evaluator.evaluate(
           eval_step, state, {'validation': dataset.validation}, config.eval_batch_size, mesh,
           config.max_eval_examples, temperature_scaling)
-      writer.write_scalars(done, evaluation.scalar_summaries(results))
+      writer.write_scalars(done, evaluator.scalar_summaries(results))
     if done % config.checkpoint_every_steps == 0 or done == end_step:
       state = save(state)
 
@@ -189,12 +191,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     writer.flush()
     return {}
 
-  results, predictions = evaluation.evaluate(
+  results, predictions = evaluator.evaluate(
       eval_step, state, eval_sets, config.eval_batch_size, mesh, config.max_eval_examples,
       temperature_scaling)
   results['num_params'] = count_params(state.params)
   results['train_seconds'] = float(state.train_seconds)
-  writer.write_scalars(total_steps, evaluation.scalar_summaries(
+  writer.write_scalars(total_steps, evaluator.scalar_summaries(
       {k: v for k, v in results.items() if isinstance(v, dict)}))
   if tune is not None and hasattr(method, 'final_hyperparameters'):
     # The learned λ distributions: what a hyper-batch run found, next to what it scored.
@@ -205,7 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     workdir_lib.write_json(metrics_path, results)
   writer.flush()
   checkpointer.close()
-  evaluation.log_results(results)
+  evaluator.log_results(results)
   return results
 
 

@@ -54,13 +54,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hyper_ensembles import sharding
 from hyper_ensembles.data.dataset import DatasetInfo
 from hyper_ensembles.methods import registry as method_registry
 from hyper_ensembles.models import registry as model_registry
 from hyper_ensembles.models.layers import PENALTY_COLLECTION
 from hyper_ensembles.train import make_train_step
-from hyper_ensembles.train_state import count_params, create_train_state
+from hyper_ensembles.training import sharding
+from hyper_ensembles.training.state import count_params, create_train_state
 
 MATMUL_SIZE = 2048
 NUM_BATCHES = 4  # distinct synthetic batches cycled through, so no step sees the same inputs twice

@@ -29,8 +29,9 @@ import jax
 from absl import app, flags, logging
 
 from configs import default
-from hyper_ensembles import hyper_deep, launch, train
-from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles import hyper_deep, train
+from hyper_ensembles.launching import launch
+from hyper_ensembles.runs import workdir as workdir_lib
 
 _POOL_SIZE = flags.DEFINE_integer('pool_size', 16, 'κ, the number of settings.')
 _EPOCHS = flags.DEFINE_float('epochs', 1.0, 'Training epochs of every member.')

@@ -38,10 +38,11 @@ import plot_hyperparameters
 from absl import app, flags, logging
 
 from configs import default
-from hyper_ensembles import metrics, train
-from hyper_ensembles import workdir as workdir_lib
-from hyper_ensembles.config_overrides import apply_overrides, parse_override
+from hyper_ensembles import train
+from hyper_ensembles.maths import metrics
 from hyper_ensembles.methods.hyper_batch import INITS
+from hyper_ensembles.runs import workdir as workdir_lib
+from hyper_ensembles.runs.overrides import apply_overrides, parse_override
 
 _WORKDIR = flags.DEFINE_string('workdir', 'workdirs/compare_batch_vs_hyper_batch', 'Output dir.')
 _ARCHS = flags.DEFINE_list('archs', ['mlp', 'lenet'], 'Architectures.')

@@ -26,9 +26,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from absl import app, flags, logging
 
 from configs import default
-from hyper_ensembles import hyper_deep, metrics
-from hyper_ensembles import workdir as workdir_lib
-from hyper_ensembles.config_overrides import apply_overrides, parse_override
+from hyper_ensembles import hyper_deep
+from hyper_ensembles.maths import metrics
+from hyper_ensembles.runs import workdir as workdir_lib
+from hyper_ensembles.runs.overrides import apply_overrides, parse_override
 
 _WORKDIR = flags.DEFINE_string('workdir', 'workdirs/compare_deep_vs_hyper_deep', 'Output dir.')
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Experiment seeds.')

@@ -23,9 +23,10 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs import default as default_config
-from hyper_ensembles import metrics, train
-from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles import train
+from hyper_ensembles.maths import metrics
 from hyper_ensembles.methods.registry import METHODS
+from hyper_ensembles.runs import workdir as workdir_lib
 
 DEFAULT_METHODS = ('single', 'deep', 'batch', 'hyper_batch', 'stn', 'hyper_deep')
 

@@ -1,4 +1,4 @@
-"""Hyper-deep ensembles from one command (DESIGN.md §5; stages in hyper_ensembles/hyper_deep/).
+"""Hyper-deep ensembles from one command (docs/design.md §5; stages in hyper_ensembles/hyper_deep/).
 
     python scripts/hyper_deep_ensemble.py \
         --config=configs/default.py:method=hyper_deep,dataset=fashion_mnist --workdir=DIR
@@ -16,7 +16,8 @@ Each stage's runs can go in parallel on Ray instead of one after another in this
     python scripts/hyper_deep_ensemble.py --config=... --workdir=DIR --launcher=ray \
         [--max_concurrent=2] [--ray_address=auto --gpus_per_run=1]
 
-(hyper_ensembles/launch.py). The launcher is not part of the config: a DIR started with one
+(hyper_ensembles/launching/launch.py). The launcher is not part of the config: a DIR started with
+one
 launcher resumes with the other. A failed run is reported with its workdir and log after the
 stage's other runs finish, and the pipeline stops there with status 1; re-running resumes it.
 """
@@ -32,7 +33,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hyper_ensembles import hyper_deep, launch
+from hyper_ensembles import hyper_deep
+from hyper_ensembles.launching import launch
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config, e.g. configs/default.py:method=hyper_deep,arch=mlp',

@@ -43,8 +43,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
-from hyper_ensembles.metrics import mean_and_se  # noqa: E402
-from hyper_ensembles.workdir import flatten_dict  # noqa: E402
+from hyper_ensembles.maths.metrics import mean_and_se  # noqa: E402
+from hyper_ensembles.runs.workdir import flatten_dict  # noqa: E402
 
 DEFAULT_REFERENCE = os.path.join(REPO_ROOT, 'docs', 'reference_results.json')
 METHOD_ORDER = ('single', 'deep', 'batch', 'hyper_batch', 'stn', 'hyper_deep')

@@ -12,7 +12,7 @@ the red part the gap to the diagonal, the panel below the number of examples per
 
 `shift` (the paper's Fig. 3) reads each run's metrics.json: x is the corruption severity, 0 the
 clean test set, and one box per severity and run label shows the spread over corruption types
-(evaluation.metric_by_severity). RUNs are directories or glob patterns; runs with the same label
+(evaluator.metric_by_severity). RUNs are directories or glob patterns; runs with the same label
 (e.g. the seeds of one method, `--label_by=method`) are pooled into one box.
 """
 
@@ -36,9 +36,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
-from hyper_ensembles import calibration, evaluation  # noqa: E402
-from hyper_ensembles import metrics as metrics_lib  # noqa: E402
-from hyper_ensembles import workdir as workdir_lib  # noqa: E402
+from hyper_ensembles.evaluation import evaluator  # noqa: E402
+from hyper_ensembles.maths import calibration  # noqa: E402
+from hyper_ensembles.maths import metrics as metrics_lib  # noqa: E402
+from hyper_ensembles.runs import workdir as workdir_lib  # noqa: E402
 
 METRIC_LABELS = {'nll': 'NLL', 'accuracy': 'accuracy', 'ece': 'ECE', 'brier': 'Brier'}
 
@@ -121,7 +122,7 @@ def plot_shift(runs: list[str], out: str, label_by: str, metric_keys: list[str],
     for i, label in enumerate(labels):
       pooled: dict[int, list[float]] = {}
       for metrics in by_label[label]:
-        for severity, values in evaluation.metric_by_severity(metrics, key, suffix).items():
+        for severity, values in evaluator.metric_by_severity(metrics, key, suffix).items():
           pooled.setdefault(severity, []).extend(values)
       if not pooled:
         continue

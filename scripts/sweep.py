@@ -22,7 +22,8 @@ DIR. With `--sweep_file` any list of overrides runs the same way. The `--config`
 `--config.<key>=<value>` overrides, given in the `=` form) must be the pipeline's own: they are
 forwarded to every command.
 
-`--launcher=ray` (hyper_ensembles/launch.py, ray_launcher.py) trains each run as a subprocess in its
+`--launcher=ray` (hyper_ensembles/launching/launch.py, ray_launcher.py) trains each run as a
+subprocess in its
 own directory, which also gets the run's launch.log. A failed run is reported with its workdir and
 log while the others go on, and the sweep then exits with status 1; re-running it skips the runs
 that finished and resumes the others from their checkpoints.
@@ -40,8 +41,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hyper_ensembles import hyper_deep, launch
-from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles import hyper_deep
+from hyper_ensembles.launching import launch
+from hyper_ensembles.runs import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'The pipeline config, e.g. configs/default.py:method=hyper_deep',

@@ -115,11 +115,11 @@ def smoke_run(tmp_path_factory):
 
 def restore_state(config, workdir: str):
   """The train state of the latest checkpoint in `workdir`, restored as train.py restores it."""
-  from hyper_ensembles import sharding
-  from hyper_ensembles.checkpointing import Checkpointer
   from hyper_ensembles.data.registry import load_dataset
   from hyper_ensembles.methods.registry import create_method
-  from hyper_ensembles.train_state import create_train_state
+  from hyper_ensembles.training import sharding
+  from hyper_ensembles.training.checkpoints import Checkpointer
+  from hyper_ensembles.training.state import create_train_state
 
   dataset = load_dataset(config.dataset, config.data)
   method = create_method(config, dataset.info, dataset.num_train)

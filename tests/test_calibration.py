@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hyper_ensembles import calibration, evaluation
-from hyper_ensembles import metrics as metrics_lib
+from hyper_ensembles.evaluation import evaluator
+from hyper_ensembles.maths import calibration
+from hyper_ensembles.maths import metrics as metrics_lib
 
 
 def _calibrated_data(num_members=3, n=4000, c=5, scale=2.0, seed=0):
@@ -71,7 +72,7 @@ def test_tempered_metrics_in_metrics_from_predictions():
   test_logits, test_labels = _calibrated_data(n=200, seed=3)
   predictions = {'validation': (hot, labels), 'test': (3.0 * test_logits, test_labels),
                  'ood_noise': (0.1 * test_logits, test_labels)}
-  results = evaluation.metrics_from_predictions(predictions, temperature_scaling='ensemble')
+  results = evaluator.metrics_from_predictions(predictions, temperature_scaling='ensemble')
   record = results['temperature']
   assert record['mode'] == 'ensemble' and len(record['values']) == 3
   t = record['values'][0]
@@ -81,10 +82,10 @@ def test_tempered_metrics_in_metrics_from_predictions():
     assert results['validation_tempered'][key] == pytest.approx(expected[key], rel=1e-9)
   assert results['validation_tempered']['nll'] < results['validation']['nll']
   # OOD scores from the tempered predictive, against the tempered test set.
-  ood = evaluation.ood_results(3.0 * test_logits / t, 0.1 * test_logits / t)
+  ood = evaluator.ood_results(3.0 * test_logits / t, 0.1 * test_logits / t)
   assert results['ood_noise_tempered'] == pytest.approx(ood)
   # Off: no tempered keys. T = 1 reproduces the raw metrics.
-  off = evaluation.metrics_from_predictions(predictions, temperature_scaling='')
+  off = evaluator.metrics_from_predictions(predictions, temperature_scaling='')
   assert not any(k.endswith('_tempered') for k in off) and 'temperature' not in off
   assert metrics_lib.compute_metrics(calibration.apply_temperatures(hot, [1.0] * 3), labels) == \
       metrics_lib.compute_metrics(hot, labels)
@@ -94,7 +95,7 @@ def test_tempered_corruption_aggregates():
   logits, labels = _calibrated_data(n=100, seed=4)
   predictions = {'validation': (2 * logits, labels), 'corrupt_fog_1': (logits, labels),
                  'corrupt_snow_1': (3 * logits, labels), 'corrupt_fog_2': (logits / 2, labels)}
-  results = evaluation.metrics_from_predictions(predictions)
+  results = evaluator.metrics_from_predictions(predictions)
   for suffix in ('', '_tempered'):
     parts = [results[f'corrupt_{t}_1{suffix}']['nll'] for t in ('fog', 'snow')]
     assert results[f'corrupt_severity_1{suffix}']['nll'] == pytest.approx(np.mean(parts))

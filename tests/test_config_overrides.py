@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from configs import default
-from hyper_ensembles.config_overrides import apply_overrides, parse_override, parse_value
+from hyper_ensembles.runs.overrides import apply_overrides, parse_override, parse_value
 
 
 @pytest.mark.parametrize('text, value', [

@@ -21,7 +21,7 @@ from hyper_ensembles.data.registry import DATASETS
 from hyper_ensembles.methods.base import split_variables
 from hyper_ensembles.methods.registry import METHODS, create_method
 from hyper_ensembles.models.registry import ARCHITECTURES
-from hyper_ensembles.train_state import TrainState
+from hyper_ensembles.training.state import TrainState
 from tests.conftest import REPO_ROOT
 
 # Experiment families; configs/saved.py is not one: it reloads a run's config.json (its argument is
@@ -142,7 +142,7 @@ def test_unknown_names_and_args_list_the_valid_ones(arg, valid):
                                  'method=deep,dataset=fashion_mnist'])
 def test_saved_config_round_trips_a_recorded_config(tmp_path, arg):
   """configs/saved.py:DIR/config.json gives back the config a run recorded, types included."""
-  from hyper_ensembles import workdir as workdir_lib
+  from hyper_ensembles.runs import workdir as workdir_lib
   saved = _load(os.path.join(REPO_ROOT, 'configs', 'saved.py'))
   config = _default().get_config(arg)
   path = tmp_path / 'config.json'

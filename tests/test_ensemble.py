@@ -1,18 +1,18 @@
-"""Tests for hyper_ensembles.ensemble: JAX log-mean-exp ensembling against numpy oracles."""
+"""Tests for hyper_ensembles.maths.predictive: JAX log-mean-exp ensembling against numpy oracles."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hyper_ensembles import ensemble
+from hyper_ensembles.maths import predictive
 
 SHAPES = [(1, 7, 3), (4, 11, 3), (1, 5, 10), (4, 9, 10)]
 
 # Most tests call jitted wrappers: eager dispatch compiles every primitive separately and is ~10x
 # slower on CPU. test_jit_and_grad_are_finite compares jitted with eager results.
-_log_probs = jax.jit(ensemble.ensemble_log_probs)
-_nll = jax.jit(ensemble.ensemble_nll)
+_log_probs = jax.jit(predictive.ensemble_log_probs)
+_nll = jax.jit(predictive.ensemble_nll)
 
 
 def _random_logits(shape, seed=0, scale=3.0):
@@ -35,7 +35,7 @@ def _numpy_ensemble_log_probs(logits, weights=None):
 @pytest.mark.parametrize('shape', SHAPES)
 def test_member_log_probs_is_log_softmax(shape):
   logits = _random_logits(shape, seed=1)
-  got = np.asarray(ensemble.member_log_probs(logits))
+  got = np.asarray(predictive.member_log_probs(logits))
   e = np.exp(logits.astype(np.float64))
   np.testing.assert_allclose(got, np.log(e / e.sum(-1, keepdims=True)), atol=1e-5)
 
@@ -119,12 +119,12 @@ def test_jit_and_grad_are_finite():
   weights = jnp.array([1.0, 0.0, 2.0, 1.0])
   mask = jnp.array([1, 1, 0, 1, 0, 1])
 
-  loss = jax.jit(ensemble.ensemble_nll)
+  loss = jax.jit(predictive.ensemble_nll)
   np.testing.assert_allclose(
-      loss(logits, labels, weights, mask), ensemble.ensemble_nll(logits, labels, weights, mask),
+      loss(logits, labels, weights, mask), predictive.ensemble_nll(logits, labels, weights, mask),
       rtol=1e-6)
 
-  grad_logits, grad_weights = jax.jit(jax.grad(ensemble.ensemble_nll, argnums=(0, 2)))(
+  grad_logits, grad_weights = jax.jit(jax.grad(predictive.ensemble_nll, argnums=(0, 2)))(
       logits, labels, weights, mask)
   assert np.all(np.isfinite(grad_logits)) and np.all(np.isfinite(grad_weights))
   # A zero-weight member does not influence the loss.
@@ -133,7 +133,7 @@ def test_jit_and_grad_are_finite():
   np.testing.assert_array_equal(grad_logits[:, 2], 0.0)
 
   # Gradient check of the unweighted loss against central finite differences.
-  f = jax.jit(lambda z: ensemble.ensemble_nll(z, labels))
+  f = jax.jit(lambda z: predictive.ensemble_nll(z, labels))
   g = jax.jit(jax.grad(f))(logits)
   direction = jnp.asarray(np.random.default_rng(13).normal(size=logits.shape), jnp.float32)
   eps = 1e-2

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from hyper_ensembles import train
-from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.data.registry import DATASETS
 from hyper_ensembles.methods.registry import METHODS
 from hyper_ensembles.models.registry import ARCHITECTURES
+from hyper_ensembles.runs import workdir as workdir_lib
 from tests.conftest import restore_state, smoke_config
 
 

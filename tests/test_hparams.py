@@ -1,4 +1,5 @@
-"""Tests for hyper_ensembles.hparams: spaces, normalisation and the log-uniform distributions.
+"""Tests for hyper_ensembles.maths.log_uniform: spaces, normalisation and the log-uniform
+distributions.
 
 The oracles are independent of the implementation: numerical integration (scipy.integrate.quad)
 for means and entropies, Monte Carlo with tolerances derived from the standard error (fixed seeds),
@@ -17,24 +18,24 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from hyper_ensembles import hparams
+from hyper_ensembles.maths import log_uniform
 
-# Ranges from DESIGN.md §6: hyper-batch L2, MLP dropout, MLP L2, hyper-deep label smoothing.
+# Ranges from docs/design.md §6: hyper-batch L2, MLP dropout, MLP L2, hyper-deep label smoothing.
 RANGES = {'l2': (0.1, 100.0), 'dropout': (1e-3, 0.9), 'mlp_l2': (1e-3, 1e3), 'ls': (1e-5, 0.2)}
 
 
 # Jitted once here: one compile is much cheaper than eager op-by-op dispatch, and it checks that the
 # initialiser is traceable with the space, M and the floats as static arguments.
 _init_narrow = jax.jit(
-    hparams.init_narrow, static_argnames=('space', 'num_members', 'width', 'std'))
+    log_uniform.init_narrow, static_argnames=('space', 'num_members', 'width', 'std'))
 
 
 def _space():
-  return hparams.HyperparameterSpace.from_config(RANGES)
+  return log_uniform.HyperparameterSpace.from_config(RANGES)
 
 
 def _params(log_a, log_b):
-  return hparams.LogUniformParams(
+  return log_uniform.LogUniformParams(
       log_a=jnp.asarray(log_a, jnp.float32), log_b=jnp.asarray(log_b, jnp.float32))
 
 
@@ -61,7 +62,7 @@ def _assert_valid(params, space):
   assert np.all(np.isfinite(log_a)) and np.all(np.isfinite(log_b))
   assert np.all(log_a >= log_min) and np.all(log_b <= log_max)
   assert np.all(log_b > log_a)
-  assert np.all(np.isfinite(np.asarray(hparams.entropy(params))))
+  assert np.all(np.isfinite(np.asarray(log_uniform.entropy(params))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,10 +70,10 @@ def _assert_valid(params, space):
 
 
 def test_space_from_plain_mapping_and_config_dict_agree():
-  plain = hparams.HyperparameterSpace.from_config(RANGES)
+  plain = log_uniform.HyperparameterSpace.from_config(RANGES)
   cfg = ml_collections.ConfigDict(
       {name: {'min': lo, 'max': hi} for name, (lo, hi) in RANGES.items()})
-  from_cfg = hparams.HyperparameterSpace.from_config(cfg)
+  from_cfg = log_uniform.HyperparameterSpace.from_config(cfg)
   assert plain == from_cfg and hash(plain) == hash(from_cfg)
   assert plain.names == tuple(sorted(RANGES))
   assert plain.dim == 4
@@ -86,10 +87,10 @@ def test_space_from_plain_mapping_and_config_dict_agree():
 
 def test_space_mixed_entry_forms_and_frozen_config():
   cfg = ml_collections.ConfigDict({'b': (1e-2, 1.0), 'a': {'min': 1, 'max': 10, 'scale': 'log'}})
-  space = hparams.HyperparameterSpace.from_config(ml_collections.FrozenConfigDict(cfg))
+  space = log_uniform.HyperparameterSpace.from_config(ml_collections.FrozenConfigDict(cfg))
   assert space.names == ('a', 'b')
   assert space.mins == (1.0, 1e-2) and space.maxs == (10.0, 1.0)
-  space3 = hparams.HyperparameterSpace.from_config({'x': [0.5, 2, 'log']})
+  space3 = log_uniform.HyperparameterSpace.from_config({'x': [0.5, 2, 'log']})
   assert space3.names == ('x',) and space3.maxs == (2.0,)
 
 
@@ -112,7 +113,7 @@ def test_space_mixed_entry_forms_and_frozen_config():
 )
 def test_space_validation_errors_name_the_hyperparameter(config, fragments):
   with pytest.raises(ValueError) as err:
-    hparams.HyperparameterSpace.from_config(config)
+    log_uniform.HyperparameterSpace.from_config(config)
   for fragment in fragments:
     assert fragment in str(err.value)
 
@@ -126,22 +127,22 @@ def test_space_index_unknown_name_and_static_jit_argument():
 
   def f(lam, space):
     traces.append(None)
-    return hparams.normalize(space, lam)
+    return log_uniform.normalize(space, lam)
 
   f_jit = jax.jit(f, static_argnums=1)
   lam = jnp.ones((2, space.dim))
   f_jit(lam, space)
-  f_jit(lam, hparams.HyperparameterSpace.from_config(dict(RANGES)))
+  f_jit(lam, log_uniform.HyperparameterSpace.from_config(dict(RANGES)))
   assert len(traces) == 1
 
 
 def test_space_constructor_keeps_order_and_validates():
-  space = hparams.HyperparameterSpace(names=('z', 'a'), mins=(1, 2), maxs=(3, 4))
+  space = log_uniform.HyperparameterSpace(names=('z', 'a'), mins=(1, 2), maxs=(3, 4))
   assert space.names == ('z', 'a') and space.scales == ('log', 'log')
   with pytest.raises(ValueError, match='unique'):
-    hparams.HyperparameterSpace(names=('z', 'z'), mins=(1, 2), maxs=(3, 4))
+    log_uniform.HyperparameterSpace(names=('z', 'z'), mins=(1, 2), maxs=(3, 4))
   with pytest.raises(ValueError, match='lengths'):
-    hparams.HyperparameterSpace(names=('z',), mins=(1, 2), maxs=(3, 4))
+    log_uniform.HyperparameterSpace(names=('z',), mins=(1, 2), maxs=(3, 4))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,18 +152,18 @@ def test_space_constructor_keeps_order_and_validates():
 def test_normalize_endpoints_midpoint_and_monotone():
   space = _space()
   mins, maxs = np.asarray(space.mins), np.asarray(space.maxs)
-  np.testing.assert_allclose(hparams.normalize(space, jnp.asarray(mins)), 0.0, atol=1e-6)
-  np.testing.assert_allclose(hparams.normalize(space, jnp.asarray(maxs)), 1.0, atol=1e-6)
+  np.testing.assert_allclose(log_uniform.normalize(space, jnp.asarray(mins)), 0.0, atol=1e-6)
+  np.testing.assert_allclose(log_uniform.normalize(space, jnp.asarray(maxs)), 1.0, atol=1e-6)
   np.testing.assert_allclose(
-      hparams.normalize(space, jnp.asarray(np.sqrt(mins * maxs))), 0.5, atol=1e-6)
+      log_uniform.normalize(space, jnp.asarray(np.sqrt(mins * maxs))), 0.5, atol=1e-6)
   # A log-spaced grid [G, D] is an affine image of an evenly spaced one: strictly increasing.
   grid = np.geomspace(mins, maxs, 257)
-  out = np.asarray(hparams.normalize(space, jnp.asarray(grid, jnp.float32)))
+  out = np.asarray(log_uniform.normalize(space, jnp.asarray(grid, jnp.float32)))
   assert out.shape == grid.shape
   assert np.all(np.diff(out, axis=0) > 0)
   # Broadcasting over several leading axes.
   lam = jnp.broadcast_to(jnp.asarray(np.sqrt(mins * maxs), jnp.float32), (3, 5, space.dim))
-  np.testing.assert_allclose(hparams.normalize(space, lam), 0.5, atol=1e-6)
+  np.testing.assert_allclose(log_uniform.normalize(space, lam), 0.5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,16 +177,16 @@ BOUNDS = [(1e-3, 1e3), (0.1, 100.0), (1e-5, 0.2), (14.26, 14.66), (2.0, 2.0 * ma
 
 def test_mean_matches_numerical_integration():
   a, b = np.array(BOUNDS).T
-  got = np.asarray(hparams.mean(_params(np.log(a), np.log(b))))
+  got = np.asarray(log_uniform.mean(_params(np.log(a), np.log(b))))
   want = np.array([_quad_mean(lo, hi) for lo, hi in BOUNDS])
   np.testing.assert_allclose(got, want, rtol=2e-5)
 
 
 def test_mean_is_safe_at_zero_width():
   log_a = jnp.asarray([[-3.0, 0.0, 2.5]])
-  params = hparams.LogUniformParams(log_a=log_a, log_b=log_a)
-  np.testing.assert_allclose(hparams.mean(params), jnp.exp(log_a), rtol=1e-6)
-  grads = jax.grad(lambda p: hparams.mean(p).sum())(params)
+  params = log_uniform.LogUniformParams(log_a=log_a, log_b=log_a)
+  np.testing.assert_allclose(log_uniform.mean(params), jnp.exp(log_a), rtol=1e-6)
+  grads = jax.grad(lambda p: log_uniform.mean(p).sum())(params)
   # d mean / d log a = d mean / d log b = a/2 at b = a (limit of the closed form).
   np.testing.assert_allclose(grads.log_a, jnp.exp(log_a) / 2, rtol=1e-5)
   np.testing.assert_allclose(grads.log_b, jnp.exp(log_a) / 2, rtol=1e-5)
@@ -201,7 +202,7 @@ def test_mean_gradient_matches_finite_differences():
   h = 1e-6
   fd_a = (oracle(log_a + h, log_b) - oracle(log_a - h, log_b)) / (2 * h)
   fd_b = (oracle(log_a, log_b + h) - oracle(log_a, log_b - h)) / (2 * h)
-  grads = jax.grad(lambda p: hparams.mean(p).sum())(_params(log_a, log_b))
+  grads = jax.grad(lambda p: log_uniform.mean(p).sum())(_params(log_a, log_b))
   np.testing.assert_allclose(grads.log_a, fd_a, rtol=2e-3)
   np.testing.assert_allclose(grads.log_b, fd_b, rtol=2e-3)
 
@@ -209,20 +210,20 @@ def test_mean_gradient_matches_finite_differences():
 def test_entropy_matches_numerical_integration():
   a, b = np.array(BOUNDS[:5]).T
   params = _params(np.log(a), np.log(b))
-  got = np.asarray(hparams.entropy(params))
+  got = np.asarray(log_uniform.entropy(params))
   want = np.array([_quad_entropy(lo, hi) for lo, hi in BOUNDS[:5]])
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(hparams.mean_entropy(params), want.mean(), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(log_uniform.mean_entropy(params), want.mean(), rtol=1e-4, atol=1e-4)
 
 
 def test_mean_entropy_averages_over_members_and_coordinates():
   rng = np.random.default_rng(0)
   log_a = rng.normal(size=(3, 4))
   params = _params(log_a, log_a + rng.uniform(0.1, 3.0, size=(3, 4)))
-  assert hparams.entropy(params).shape == (3, 4)
-  assert hparams.mean_entropy(params).shape == ()
+  assert log_uniform.entropy(params).shape == (3, 4)
+  assert log_uniform.mean_entropy(params).shape == ()
   np.testing.assert_allclose(
-      hparams.mean_entropy(params), np.mean(hparams.entropy(params)), rtol=1e-6)
+      log_uniform.mean_entropy(params), np.mean(log_uniform.entropy(params)), rtol=1e-6)
 
 
 def _second_moment(a, b):
@@ -235,7 +236,7 @@ def test_sample_moments_and_support_monte_carlo():
   b = np.stack([bounds[:, 1], bounds[::-1, 1]], axis=1)
   params = _params(np.log(a), np.log(b))
   n = 200_000
-  lam = np.asarray(hparams.sample(jax.random.PRNGKey(0), params, n), np.float64)
+  lam = np.asarray(log_uniform.sample(jax.random.PRNGKey(0), params, n), np.float64)
   assert lam.shape == (4, n, 2)
   want_mean = np.vectorize(_quad_mean)(a, b)
   want_std = np.sqrt(np.vectorize(_second_moment)(a, b) - want_mean**2)
@@ -257,7 +258,8 @@ def test_sample_mean_gradient_matches_finite_differences_of_closed_form():
   log_a, log_b = np.log(a)[:, None], np.log(b)[:, None]  # [M=4, D=1]
   n = 200_000
   key = jax.random.PRNGKey(1)
-  grads = jax.grad(lambda p: hparams.sample(key, p, n).mean(axis=1).sum())(_params(log_a, log_b))
+  grads = jax.grad(lambda p: log_uniform.sample(key, p, n).mean(axis=1).sum())(_params(log_a,
+  log_b))
 
   def closed(la, lb):
     return (np.exp(lb) - np.exp(la)) / (lb - la)
@@ -272,8 +274,8 @@ def test_sample_mean_gradient_matches_finite_differences_of_closed_form():
 
 
 def test_sample_is_jittable_and_reproducible():
-  params = hparams.init_whole_range(_space(), 3)
-  f = jax.jit(hparams.sample, static_argnums=2)
+  params = log_uniform.init_whole_range(_space(), 3)
+  f = jax.jit(log_uniform.sample, static_argnums=2)
   first = f(jax.random.PRNGKey(3), params, 7)
   np.testing.assert_array_equal(first, f(jax.random.PRNGKey(3), params, 7))
   assert first.shape == (3, 7, 4)
@@ -294,9 +296,9 @@ def test_project_adversarial_inputs_are_valid_and_idempotent():
   rows_b = [mid - 1, log_min - 7, log_max + 9, log_max, log_max + 5, np.full(4, np.inf),
             np.full(4, -np.inf), np.full(4, -big), mid, log_min]
   params = _params(np.stack(rows_a), np.stack(rows_b))
-  projected = hparams.project(params, space)
+  projected = log_uniform.project(params, space)
   _assert_valid(projected, space)
-  again = hparams.project(projected, space)
+  again = log_uniform.project(projected, space)
   np.testing.assert_array_equal(again.log_a, projected.log_a)
   np.testing.assert_array_equal(again.log_b, projected.log_b)
   # The gap when everything collapses is the documented ε = 1e-6·(log range)/2, not more.
@@ -310,21 +312,21 @@ def test_project_leaves_valid_params_unchanged_and_is_jittable():
   space = _space()
   log_min, log_max = np.asarray(space.log_min), np.asarray(space.log_max)
   params = _params(log_min + 0.25 * (log_max - log_min), log_min + 0.75 * (log_max - log_min))
-  projected = jax.jit(hparams.project, static_argnums=1)(params, space)
+  projected = jax.jit(log_uniform.project, static_argnums=1)(params, space)
   np.testing.assert_array_equal(projected.log_a, params.log_a)
   np.testing.assert_array_equal(projected.log_b, params.log_b)
 
 
 def test_project_keeps_b_above_a_for_a_very_narrow_space():
   # The relative ε would be below float32 resolution here; the ulp floor keeps b > a.
-  space = hparams.HyperparameterSpace.from_config({'x': (1000.0, 1000.0 * (1 + 1e-5))})
+  space = log_uniform.HyperparameterSpace.from_config({'x': (1000.0, 1000.0 * (1 + 1e-5))})
   log_a = jnp.full((2, 1), 100.0)
-  projected = hparams.project(hparams.LogUniformParams(log_a=log_a, log_b=log_a), space)
+  projected = log_uniform.project(log_uniform.LogUniformParams(log_a=log_a, log_b=log_a), space)
   _assert_valid(projected, space)
 
 
 def test_init_narrow_is_valid_and_centred_on_the_range_mean():
-  space = hparams.HyperparameterSpace.from_config({'l2': (0.1, 100.0), 'big': (1.0, 1e4)})
+  space = log_uniform.HyperparameterSpace.from_config({'l2': (0.1, 100.0), 'big': (1.0, 1e4)})
   width, std, members = 0.2, 0.02, 64
   params = _init_narrow(jax.random.PRNGKey(0), space, members, width=width, std=std)
   assert params.log_a.shape == params.log_b.shape == (members, 2)
@@ -339,7 +341,8 @@ def test_init_narrow_is_valid_and_centred_on_the_range_mean():
   # λ₀ really is random around m: its empirical std over 64 members is near `std`.
   assert 0.6 * std < lam0.std(axis=0).min() and lam0.std(axis=0).max() < 1.5 * std
   np.testing.assert_allclose(
-      np.asarray(hparams.mean(params)), np.broadcast_to(centre, (members, 2)), atol=5 * std + 1e-3)
+      np.asarray(log_uniform.mean(params)), np.broadcast_to(centre, (members, 2)), atol=5 * std +
+      1e-3)
   # Reproducible for a fixed key.
   again = _init_narrow(jax.random.PRNGKey(0), space, members, width=width, std=std)
   np.testing.assert_array_equal(again.log_a, params.log_a)
@@ -347,7 +350,7 @@ def test_init_narrow_is_valid_and_centred_on_the_range_mean():
 
 def test_init_narrow_clips_when_the_range_is_small():
   # MLP dropout [1e-3, 0.9] has m ≈ 0.13 < width, so a = 1e-8 before the projection.
-  space = hparams.HyperparameterSpace.from_config({'dropout': (1e-3, 0.9), 'ls': (1e-5, 0.2)})
+  space = log_uniform.HyperparameterSpace.from_config({'dropout': (1e-3, 0.9), 'ls': (1e-5, 0.2)})
   params = _init_narrow(jax.random.PRNGKey(1), space, 3)
   _assert_valid(params, space)
   np.testing.assert_allclose(params.log_a, np.broadcast_to(space.log_min, (3, 2)), rtol=1e-6)
@@ -355,7 +358,7 @@ def test_init_narrow_clips_when_the_range_is_small():
 
 def test_init_whole_range_covers_the_range():
   space = _space()
-  params = hparams.init_whole_range(space, 5)
+  params = log_uniform.init_whole_range(space, 5)
   assert params.log_a.shape == (5, 4)
   _assert_valid(params, space)
   np.testing.assert_allclose(np.exp(params.log_a), np.broadcast_to(space.mins, (5, 4)), rtol=1e-5)
@@ -368,13 +371,13 @@ def test_tune_style_update_is_finite():
   params = _init_narrow(jax.random.PRNGKey(2), space, 4)
 
   def loss(p):
-    lam = hparams.sample(jax.random.PRNGKey(3), p, 16)
-    return jnp.mean(hparams.normalize(space, lam) ** 2) - 1e-3 * hparams.mean_entropy(p)
+    lam = log_uniform.sample(jax.random.PRNGKey(3), p, 16)
+    return jnp.mean(log_uniform.normalize(space, lam) ** 2) - 1e-3 * log_uniform.mean_entropy(p)
 
   grads = jax.jit(jax.grad(loss))(params)
   assert np.all(np.isfinite(grads.log_a)) and np.all(np.isfinite(grads.log_b))
   stepped = jax.tree_util.tree_map(lambda p, g: p - 10.0 * g, params, grads)
-  _assert_valid(hparams.project(stepped, space), space)
+  _assert_valid(log_uniform.project(stepped, space), space)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,7 +387,7 @@ def test_tune_style_update_is_finite():
 def test_random_search_is_log_uniform_over_the_space():
   space = _space()
   n = 20_000
-  lam = np.asarray(hparams.random_search(0, space, n), np.float64)
+  lam = np.asarray(log_uniform.random_search(0, space, n), np.float64)
   assert lam.shape == (n, space.dim)
   mins, maxs = np.asarray(space.mins), np.asarray(space.maxs)
   assert np.all(lam >= mins * (1 - 1e-6)) and np.all(lam <= maxs * (1 + 1e-6))
@@ -392,25 +395,25 @@ def test_random_search_is_log_uniform_over_the_space():
   np.testing.assert_array_less(np.abs(below - 0.5), 5 * 0.5 / np.sqrt(n))
   # A plain uniform over [min, max] would put far fewer than half below the geometric midpoint;
   # check the whole distribution of the normalised values, not just one quantile.
-  normalized = np.asarray(hparams.normalize(space, jnp.asarray(lam, jnp.float32)))
+  normalized = np.asarray(log_uniform.normalize(space, jnp.asarray(lam, jnp.float32)))
   for j in range(space.dim):
     assert stats.kstest(normalized[:, j], 'uniform').pvalue > 1e-4
 
 
 def test_random_search_is_reproducible():
   space = _space()
-  first = hparams.random_search(7, space, 10)
-  np.testing.assert_array_equal(first, hparams.random_search(7, space, 10))
-  np.testing.assert_array_equal(first, hparams.random_search(np.int64(7), space, 10))
-  np.testing.assert_array_equal(first, hparams.random_search(jax.random.PRNGKey(7), space, 10))
-  assert not np.array_equal(first, hparams.random_search(8, space, 10))
+  first = log_uniform.random_search(7, space, 10)
+  np.testing.assert_array_equal(first, log_uniform.random_search(7, space, 10))
+  np.testing.assert_array_equal(first, log_uniform.random_search(np.int64(7), space, 10))
+  np.testing.assert_array_equal(first, log_uniform.random_search(jax.random.PRNGKey(7), space, 10))
+  assert not np.array_equal(first, log_uniform.random_search(8, space, 10))
 
 
 # ---------------------------------------------------------------------------------------------
 # Log-centred initialisation and the entropy of log λ (the small-model protocol, issue 10)
 
 _init_log_centred = jax.jit(
-    hparams.init_log_centred,
+    log_uniform.init_log_centred,
     static_argnames=('space', 'num_members', 'half_width', 'std', 'spread'))
 
 
@@ -466,12 +469,12 @@ def test_log_entropy_matches_numerical_integration_and_has_no_location_pull():
   a, b = np.array(BOUNDS[:5]).T
   params = _params(np.log(a), np.log(b))
   want = np.array([_quad_log_entropy(lo, hi) for lo, hi in BOUNDS[:5]])
-  np.testing.assert_allclose(hparams.log_entropy(params), want, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(hparams.mean_entropy(params, 'log_lambda'), want.mean(), rtol=1e-5)
+  np.testing.assert_allclose(log_uniform.log_entropy(params), want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(log_uniform.mean_entropy(params, 'log_lambda'), want.mean(), rtol=1e-5)
   # Gradients: the entropy of λ pulls both bounds up by ½ on top of the width term; the entropy
   # of log λ only rewards width (its gradients on log a and log b are opposite).
-  g_lambda = jax.grad(lambda p: hparams.mean_entropy(p, 'lambda'))(params)
-  g_log = jax.grad(lambda p: hparams.mean_entropy(p, 'log_lambda'))(params)
+  g_lambda = jax.grad(lambda p: log_uniform.mean_entropy(p, 'lambda'))(params)
+  g_log = jax.grad(lambda p: log_uniform.mean_entropy(p, 'log_lambda'))(params)
   np.testing.assert_allclose(g_log.log_a + g_log.log_b, 0.0, atol=1e-7)
   np.testing.assert_allclose(g_lambda.log_a + g_lambda.log_b, 1.0 / a.size, rtol=1e-5)
 
@@ -479,4 +482,4 @@ def test_log_entropy_matches_numerical_integration_and_has_no_location_pull():
 def test_mean_entropy_unknown_kind_lists_the_choices():
   params = _params(np.zeros((1, 1)), np.ones((1, 1)))
   with pytest.raises(ValueError, match=r"'nats'.*lambda, log_lambda"):
-    hparams.mean_entropy(params, 'nats')
+    log_uniform.mean_entropy(params, 'nats')

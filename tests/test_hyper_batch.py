@@ -20,14 +20,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hyper_ensembles import evaluation, sharding, train
-from hyper_ensembles import hparams as hp
+from hyper_ensembles import train
 from hyper_ensembles.data.preprocess import preprocess
 from hyper_ensembles.data.registry import load_dataset
 from hyper_ensembles.data.streams import TrainStream
+from hyper_ensembles.evaluation import evaluator
+from hyper_ensembles.maths import log_uniform as hp
 from hyper_ensembles.methods.hyper_batch import HyperBatchEnsemble, SelfTuningNetwork
 from hyper_ensembles.methods.registry import create_method, get_method_class
-from hyper_ensembles.train_state import create_train_state
+from hyper_ensembles.training import sharding
+from hyper_ensembles.training.state import create_train_state
 from tests.conftest import assert_states_equal, restore_state, smoke_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -156,7 +158,7 @@ def test_prediction_at_the_mean_and_with_extra_samples(setup):
   # The run's own evaluation step and batch size, so the compiled program is shared with it.
   images = dataset.test.images[:setup['config'].eval_batch_size]
   n = len(images)
-  predict_mean = evaluation.make_eval_step(method, setup['mesh'])
+  predict_mean = evaluator.make_eval_step(method, setup['mesh'])
   sampled = create_method(smoke_config('hyper_batch', 'mlp', hyper__eval_samples=3),
                           dataset.info, dataset.num_train)
   predict_sampled = jax.jit(sampled.predict)

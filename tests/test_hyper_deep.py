@@ -21,10 +21,10 @@ from ml_collections import config_flags
 
 from configs import default
 from hyper_ensembles import hyper_deep, train
-from hyper_ensembles import metrics as metrics_lib
-from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.data.registry import load_dataset
+from hyper_ensembles.maths import metrics as metrics_lib
 from hyper_ensembles.methods.registry import create_method
+from hyper_ensembles.runs import workdir as workdir_lib
 from tests.conftest import checkpoint_params, stage_actions
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')

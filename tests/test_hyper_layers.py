@@ -1,4 +1,4 @@
-"""Hyper-batch-ensemble layers against independent references (DESIGN.md §4).
+"""Hyper-batch-ensemble layers against independent references (docs/design.md §4).
 
 Oracles: an explicit loop over members and examples that materialises each row's weights
 W_k(λ) = W∘r_k s_kᵀ + (Δ∘u_k v_kᵀ)·diag(e₁(λ̃)) and bias b_k + e₂(λ̃)∘δ_k (e = λ̃·E) and applies

@@ -27,13 +27,14 @@ import numpy as np
 import pytest
 
 from configs import resnet20 as resnet20_config
-from hyper_ensembles import hparams as hp
-from hyper_ensembles import sharding, train
+from hyper_ensembles import train
 from hyper_ensembles.data.dataset import DatasetInfo
+from hyper_ensembles.maths import log_uniform as hp
 from hyper_ensembles.methods.hyper_batch import TunerState
 from hyper_ensembles.methods.registry import create_method
 from hyper_ensembles.models.conditioning import Conditioning
-from hyper_ensembles.train_state import create_train_state
+from hyper_ensembles.training import sharding
+from hyper_ensembles.training.state import create_train_state
 from tests.conftest import smoke_config
 
 MLP_SPACE = {'dropout': (1e-3, 0.9), 'l2': (1e-3, 1e3)}  # the paper's MLP / LeNet ranges

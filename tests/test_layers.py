@@ -2,7 +2,7 @@
 
 The batch-ensemble oracles materialise each member's weights W_k = W ∘ (r_k s_kᵀ) (conv: the kernel
 scaled by r_k over input channels and s_k over output channels) and run the member alone, which is
-the definition in DESIGN.md §3; the layers compute it without materialising anything.
+the definition in docs/design.md §3; the layers compute it without materialising anything.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import numpy as np
 import optax
 import pytest
 
-from hyper_ensembles import optimizers
 from hyper_ensembles.models import layers
 from hyper_ensembles.models.conditioning import Conditioning
 from hyper_ensembles.models.kit import LayerKit
 from hyper_ensembles.models.mlp import MLP
+from hyper_ensembles.training import optimizers
 from tests.conftest import smoke_config
 
 M = 3
@@ -177,7 +177,7 @@ def test_batch_ensemble_rejects_missing_member_axis():
 
 
 def test_batch_ensemble_mlp_parameter_count_formula():
-  """DESIGN.md §3: d_in·d_out + M(d_in + 2·d_out) per dense layer (bias per member)."""
+  """docs/design.md §3: d_in·d_out + M(d_in + 2·d_out) per dense layer (bias per member)."""
   kit = LayerKit(form='batch', num_members=M)
   model = MLP(kit=kit, num_classes=10, hidden=(7, 5))
   x = jnp.zeros((M, 1, 4, 4, 1))

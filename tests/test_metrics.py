@@ -1,4 +1,5 @@
-"""Tests for hyper_ensembles.metrics against independent oracles (sklearn, scipy, brute force)."""
+"""Tests for hyper_ensembles.maths.metrics against independent oracles (sklearn, scipy, brute
+force)."""
 
 import itertools
 import json
@@ -8,7 +9,7 @@ import pytest
 import scipy.stats
 from sklearn import metrics as skm
 
-from hyper_ensembles import metrics
+from hyper_ensembles.maths import metrics
 
 # (M, N, C): M = 1 and 4, C = 3 and 10, a few N.
 SHAPES = [(1, 50, 3), (4, 37, 3), (1, 64, 10), (4, 200, 10)]

@@ -3,7 +3,7 @@
 import ml_collections
 import pytest
 
-from hyper_ensembles.optimizers import create_learning_rate_schedule, num_train_steps
+from hyper_ensembles.training.optimizers import create_learning_rate_schedule, num_train_steps
 
 
 def _cfg(**overrides) -> ml_collections.ConfigDict:

@@ -1,4 +1,5 @@
-"""Tests for the launchers (hyper_ensembles/launch.py, ray_launcher.py, ray_task.py) and sweep.py.
+"""Tests for the launchers (hyper_ensembles/launching/launch.py, ray_launcher.py, ray_task.py) and
+sweep.py.
 
 One sweep of four smoke runs (MLP, digits; their own seeds and L2) is trained twice: by the local
 launcher in this process, and by `scripts/sweep.py --run --launcher=ray --max_concurrent=2` (a Ray
@@ -18,8 +19,9 @@ import tempfile
 import numpy as np
 import pytest
 
-from hyper_ensembles import hyper_deep, launch
-from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles import hyper_deep
+from hyper_ensembles.launching import launch
+from hyper_ensembles.runs import workdir as workdir_lib
 from tests.conftest import smoke_config, subprocess_env
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Tests for greedy ensemble selection with replacement (`hyper_ensembles/selection.py`).
+"""Tests for greedy ensemble selection with replacement
+(`hyper_ensembles/maths/greedy_selection.py`).
 
 Oracles are independent of the module: ensemble NLLs are recomputed here by averaging explicit
 softmax probabilities (never via the module's log-space running sums), and greedy's choices are
@@ -11,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from hyper_ensembles import selection
+from hyper_ensembles.maths import greedy_selection
 
 
 def _oracle_nll(logits, labels, multiset):
@@ -80,14 +81,14 @@ def test_first_pick_is_best_single_model():
   for seed in range(5):
     logits, labels = _random_pool(seed)
     single = [_oracle_nll(logits, labels, [j]) for j in range(logits.shape[0])]
-    result = selection.greedy_selection(logits, labels, max_distinct=3)
+    result = greedy_selection.greedy_selection(logits, labels, max_distinct=3)
     assert result.picks[0] == int(np.argmin(single))
     assert result.nll_history[0] == pytest.approx(min(single), rel=1e-12)
 
 
 def test_max_rounds_one_matches_exhaustive_best_single():
   logits, labels = _random_pool(7, num_models=3)
-  result = selection.greedy_selection(logits, labels, max_distinct=3, max_rounds=1)
+  result = greedy_selection.greedy_selection(logits, labels, max_distinct=3, max_rounds=1)
   best = min(range(3), key=lambda j: _oracle_nll(logits, labels, [j]))
   assert result.picks == (best,)
   assert result.members == (best,)
@@ -97,7 +98,7 @@ def test_max_rounds_one_matches_exhaustive_best_single():
 def test_nll_history_strictly_decreasing():
   for seed in range(5):
     logits, labels = _random_pool(seed, num_models=8)
-    result = selection.greedy_selection(logits, labels, max_distinct=5)
+    result = greedy_selection.greedy_selection(logits, labels, max_distinct=5)
     history = np.asarray(result.nll_history)
     assert len(history) >= 2  # Random pools reliably benefit from some averaging.
     assert np.all(np.diff(history) < 0)
@@ -107,7 +108,8 @@ def test_nll_history_strictly_decreasing():
 @pytest.mark.parametrize('max_distinct', [1, 2, 3])
 def test_each_step_is_best_single_addition(seed, max_distinct):
   logits, labels = _random_pool(seed, num_models=5, num_examples=30)
-  result = selection.greedy_selection(logits, labels, max_distinct=max_distinct, max_rounds=8)
+  result = greedy_selection.greedy_selection(logits, labels, max_distinct=max_distinct,
+  max_rounds=8)
   _check_greedy_steps(logits, labels, result, max_distinct, max_rounds=8)
 
 
@@ -116,7 +118,7 @@ def test_tiny_pool_two_rounds_matches_brute_force():
   # completion of it among all 3 candidates (a re-pick included).
   for seed in range(5):
     logits, labels = _random_pool(100 + seed, num_models=3, num_examples=25)
-    result = selection.greedy_selection(logits, labels, max_distinct=3, max_rounds=2)
+    result = greedy_selection.greedy_selection(logits, labels, max_distinct=3, max_rounds=2)
     first = min(range(3), key=lambda j: _oracle_nll(logits, labels, [j]))
     assert result.picks[0] == first
     seconds = {j: _oracle_nll(logits, labels, [first, j]) for j in range(3)}
@@ -137,7 +139,7 @@ def test_model_chosen_twice_matches_brute_force_over_multisets():
   best = min(scores, key=scores.get)
   assert best == (0, 0, 1)  # Sanity of the construction: weighting A 2:1 beats 1:1.
 
-  result = selection.greedy_selection(logits, labels, max_distinct=2, max_rounds=3)
+  result = greedy_selection.greedy_selection(logits, labels, max_distinct=2, max_rounds=3)
   assert result.picks == (0, 1, 0)
   assert result.members == (0, 1)
   assert result.counts == (2, 1)
@@ -149,20 +151,21 @@ def test_model_chosen_twice_matches_brute_force_over_multisets():
 def test_final_nll_matches_weighted_recomputation():
   for seed in range(4):
     logits, labels = _random_pool(seed, num_models=7)
-    result = selection.greedy_selection(logits, labels, max_distinct=4)
+    result = greedy_selection.greedy_selection(logits, labels, max_distinct=4)
     multiset = [m for m, c in zip(result.members, result.counts) for _ in range(c)]
     assert sorted(multiset) == sorted(result.picks)
     expected = _oracle_nll(logits, labels, multiset)
     assert result.nll_history[-1] == pytest.approx(expected, rel=1e-10)
     # The public weighted helper agrees with the same oracle.
-    weighted = selection.ensemble_nll_numpy(logits[list(result.members)], labels, result.weights)
+    weighted = greedy_selection.ensemble_nll_numpy(logits[list(result.members)], labels,
+    result.weights)
     assert weighted == pytest.approx(expected, rel=1e-10)
 
 
 def test_identical_pool_stops_after_one_pick():
   logits, labels = _random_pool(3, num_models=1)
   pool = np.repeat(logits, 5, axis=0)
-  result = selection.greedy_selection(pool, labels, max_distinct=5)
+  result = greedy_selection.greedy_selection(pool, labels, max_distinct=5)
   assert result.picks == (0,)
   assert result.members == (0,)
   assert result.counts == (1,)
@@ -175,20 +178,20 @@ def test_ties_broken_by_lowest_index():
   worse = [j for j in range(3) if j != best]
   # Two identical copies of the best model at indices 1 and 2, a worse model at 0.
   pool = np.stack([logits[worse[0]], logits[best], logits[best]])
-  result = selection.greedy_selection(pool, labels, max_distinct=1)
+  result = greedy_selection.greedy_selection(pool, labels, max_distinct=1)
   assert result.picks == (1,)
   # Same with the copies first: index 0 wins.
   pool = np.stack([logits[best], logits[best], logits[worse[0]]])
-  result = selection.greedy_selection(pool, labels, max_distinct=1)
+  result = greedy_selection.greedy_selection(pool, labels, max_distinct=1)
   assert result.picks == (0,)
 
 
 def test_max_distinct_cap_holds():
   for seed in range(5):
     logits, labels = _random_pool(seed, num_models=10)
-    free = selection.greedy_selection(logits, labels, max_distinct=10)
+    free = greedy_selection.greedy_selection(logits, labels, max_distinct=10)
     assert len(free.members) > 2  # Otherwise the cap below would not bind.
-    capped = selection.greedy_selection(logits, labels, max_distinct=2, max_rounds=12)
+    capped = greedy_selection.greedy_selection(logits, labels, max_distinct=2, max_rounds=12)
     assert len(capped.members) <= 2
     assert set(capped.picks) == set(capped.members)
     _check_greedy_steps(logits, labels, capped, max_distinct=2, max_rounds=12)
@@ -196,7 +199,7 @@ def test_max_distinct_cap_holds():
 
 def test_max_distinct_one_gives_single_model():
   logits, labels = _random_pool(5, num_models=6)
-  result = selection.greedy_selection(logits, labels, max_distinct=1)
+  result = greedy_selection.greedy_selection(logits, labels, max_distinct=1)
   # Re-picking the only member never changes the NLL, so selection stops after one pick.
   assert result.picks == result.members
   assert result.counts == (1,)
@@ -204,41 +207,42 @@ def test_max_distinct_one_gives_single_model():
 
 def test_max_rounds_respected_and_default_terminates():
   logits, labels = _twice_pool()
-  result = selection.greedy_selection(logits, labels, max_distinct=2, max_rounds=2)
+  result = greedy_selection.greedy_selection(logits, labels, max_distinct=2, max_rounds=2)
   assert result.picks == (0, 1)
-  result = selection.greedy_selection(logits, labels, max_distinct=2)
-  assert len(result.picks) <= selection.DEFAULT_ROUNDS_PER_MEMBER * 2
+  result = greedy_selection.greedy_selection(logits, labels, max_distinct=2)
+  assert len(result.picks) <= greedy_selection.DEFAULT_ROUNDS_PER_MEMBER * 2
 
 
 def test_low_precision_input_matches_float64():
   logits, labels = _random_pool(2, num_models=5)
   logits = logits.astype(np.float16)
-  result16 = selection.greedy_selection(logits, labels, max_distinct=3)
-  result64 = selection.greedy_selection(logits.astype(np.float64), labels, max_distinct=3)
+  result16 = greedy_selection.greedy_selection(logits, labels, max_distinct=3)
+  result64 = greedy_selection.greedy_selection(logits.astype(np.float64), labels, max_distinct=3)
   assert result16 == result64
 
 
 def test_result_json_round_trip():
   logits, labels = _twice_pool()
-  result = selection.greedy_selection(logits, labels, max_distinct=2, max_rounds=3)
+  result = greedy_selection.greedy_selection(logits, labels, max_distinct=2, max_rounds=3)
   d = json.loads(json.dumps(result.to_json()))
   assert d['members'] == [0, 1]
   assert d['counts'] == [2, 1]
   assert d['picks'] == [0, 1, 0]
   np.testing.assert_allclose(d['weights'], [2 / 3, 1 / 3])
-  assert selection.SelectionResult.from_json(d) == result
+  assert greedy_selection.SelectionResult.from_json(d) == result
 
 
 def test_ensemble_nll_numpy_matches_oracle():
   logits, labels = _random_pool(9, num_models=4)
-  assert selection.ensemble_nll_numpy(logits, labels) == pytest.approx(
+  assert greedy_selection.ensemble_nll_numpy(logits, labels) == pytest.approx(
       _oracle_nll(logits, labels, range(4)), rel=1e-12)
   # Integer weights act as multiplicities; zero weights drop a member.
-  assert selection.ensemble_nll_numpy(logits, labels, [2, 0, 1, 0]) == pytest.approx(
+  assert greedy_selection.ensemble_nll_numpy(logits, labels, [2, 0, 1, 0]) == pytest.approx(
       _oracle_nll(logits, labels, [0, 0, 2]), rel=1e-12)
   # Extreme logits stay finite (log-space maths, no overflow).
   big = np.stack([_binary_logits(np.full(4, 0.5), np.array([0, 1, 0, 1])) + 1e4])
-  assert selection.ensemble_nll_numpy(big, np.array([0, 1, 0, 1])) == pytest.approx(np.log(2))
+  assert greedy_selection.ensemble_nll_numpy(big, np.array([0, 1, 0, 1])) == pytest.approx(
+      np.log(2))
 
 
 @pytest.mark.parametrize(
@@ -257,11 +261,11 @@ def test_ensemble_nll_numpy_matches_oracle():
 def test_invalid_inputs_raise(logits_shape, labels, kwargs, error):
   kwargs = {'max_distinct': 2, **kwargs}
   with pytest.raises(error):
-    selection.greedy_selection(np.zeros(logits_shape), np.asarray(labels), **kwargs)
+    greedy_selection.greedy_selection(np.zeros(logits_shape), np.asarray(labels), **kwargs)
 
 
 def test_non_finite_logits_raise():
   logits = np.zeros((2, 3, 2))
   logits[1, 2, 0] = np.nan
   with pytest.raises(ValueError, match='non-finite'):
-    selection.greedy_selection(logits, np.array([0, 1, 0]), max_distinct=2)
+    greedy_selection.greedy_selection(logits, np.array([0, 1, 0]), max_distinct=2)

@@ -1,6 +1,7 @@
 """End-to-end runs of `train.train_and_evaluate`: files written, their contents, learning, reruns.
 
-The smoke runs (a few seconds each) check the output interface of DESIGN.md §9 for every method ×
+The smoke runs (a few seconds each) check the output interface of docs/design.md §9 for every
+method ×
 architecture on the embedded digits and once on TFDS-mocked Fashion-MNIST; metrics.json must equal
 the metrics recomputed from the saved predictions. A short real run checks that learning happens.
 """
@@ -15,9 +16,9 @@ import os
 import numpy as np
 import pytest
 
-from hyper_ensembles import metrics as metrics_lib
 from hyper_ensembles import train
 from hyper_ensembles.data.registry import load_dataset
+from hyper_ensembles.maths import metrics as metrics_lib
 from tests.conftest import smoke_config
 
 SET_KEYS = {'nll', 'accuracy', 'ece', 'brier', 'gibbs_nll', 'gibbs_accuracy', 'disagreement',
@@ -26,7 +27,7 @@ EVAL_SETS = ('validation', 'test')
 
 
 def _check_run(config, workdir: str, returned: dict) -> None:
-  """Every file of DESIGN.md §9 exists, has the right shapes, and agrees with the others."""
+  """Every file of docs/design.md §9 exists, has the right shapes, and agrees with the others."""
   num_members = 1 if config.method == 'single' else config.num_members
   with open(os.path.join(workdir, 'metrics.json')) as f:
     metrics = json.load(f)

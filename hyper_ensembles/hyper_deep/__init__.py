@@ -1,4 +1,4 @@
-"""Hyper-deep ensembles (DESIGN.md §5): the paper's whole procedure as one resumable pipeline.
+"""Hyper-deep ensembles (docs/design.md §5): the paper's whole procedure as one resumable pipeline.
 
 This package owns the pipeline's stages, the seeds and hyperparameters of every network it trains,
 and the layout of its directory DIR; one file per stage, and `pipeline.run_pipeline` calls them in
@@ -8,7 +8,8 @@ run (`train.train_and_evaluate`) whose members carry their own hyperparameters
 s + k: init, dropout and data order). So a pool member trained inside a vectorised chunk is exactly
 the single model trained alone with its seed and setting, each chunk resumes from its own
 checkpoints, and its config.json records every member's hyperparameters. Runs are handed to a
-launcher (hyper_ensembles/launch.py): in this process one after another (`local`, the default) or
+launcher (hyper_ensembles/launching/launch.py): in this process one after another (`local`, the
+default) or
 as parallel subprocesses on Ray (`ray`); a stage's runs never depend on each other.
 
 Stage contract: what each stage reads and writes in DIR (a re-run skips what is done and resumes
@@ -21,7 +22,7 @@ what is not; every stage appends its line to stages.jsonl):
                 then `hparams.random_search` with `hyper_deep.sampling_seed` — each with its own
                 init, as runs of `hyper_deep.chunk_size` members (chunk_size 1: one run per member).
   select        selection.py. Reads pool/*/predictions/validation.npz; greedy selection with
-                replacement on validation NLL (hyper_ensembles/selection.py) → writes
+                replacement on validation NLL (hyper_ensembles/maths/greedy_selection.py) → writes
                 selection/hyper_ens.json (the hyper ens).
   stratify      stratification.py. Reads the hyper ens; trains stratify/setting_IIII/members_*:
                 every distinct selected setting with K − 1 further inits (the pool member is the
@@ -37,7 +38,7 @@ what is not; every stage appends its line to stages.jsonl):
                 (`config.init_seed`); selection → selection/fixed_init_hyper_ens.json.
   deep_baseline baselines.py. Trains deep_baseline/: the default setting with K inits, exactly what
                 `method=deep` trains.
-  evaluate      evaluation.py. Reads the chosen runs' predictions/<set>.npz and the runs'
+  evaluate      scoring.py. Reads the chosen runs' predictions/<set>.npz and the runs'
                 metrics.json (train_seconds); writes metrics.json, selection.json and
                 predictions/<set>.npz of the weighted ensembles (duplicates = weights).
 
@@ -71,7 +72,8 @@ Layout of DIR:
   fixed_init_pool/members_*        the fixed-init random search
   deep_baseline/                   the deep ensemble of the default setting
   selection/<ensemble>.json        each selection: its candidate pool and the greedy result
-  metrics.json                     DESIGN.md §9 for the final hyper-deep ensemble (retrained when
+  metrics.json                     docs/design.md §9 for the final hyper-deep ensemble (retrained
+  when
                                    retrain_on_train_plus_val), `retrained_on_train_plus_val`, and
                                    `baselines`: {best_single, hyper_ens, fixed_init_hyper_ens,
                                    deep_ens, hyper_deep_before_retrain (when retrained)}, each with
@@ -88,7 +90,6 @@ Selection and evaluation read only the saved `predictions/<set>.npz` of the runs
 """
 
 from hyper_ensembles.hyper_deep.context import STAGE_LOG_FILE, read_stage_log
-from hyper_ensembles.hyper_deep.evaluation import SELECTION_FILE
 from hyper_ensembles.hyper_deep.pipeline import STAGES, run_pipeline
 from hyper_ensembles.hyper_deep.plan import (
     PLAN_FILE,
@@ -113,6 +114,7 @@ from hyper_ensembles.hyper_deep.runs import (
     is_complete,
     run_config,
 )
+from hyper_ensembles.hyper_deep.scoring import SELECTION_FILE
 from hyper_ensembles.hyper_deep.selection import (
     BEST_SINGLE,
     DEEP_ENS,

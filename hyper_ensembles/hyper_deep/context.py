@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import ml_collections
 from absl import logging
 
-from hyper_ensembles import launch
+from hyper_ensembles.launching import launch
 
 if TYPE_CHECKING:
   from hyper_ensembles.hyper_deep.plan import Member, Plan, Run, Settings

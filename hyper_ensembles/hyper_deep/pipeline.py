@@ -7,18 +7,18 @@ from typing import Any
 import jax
 import ml_collections
 
-from hyper_ensembles import launch
 from hyper_ensembles.hyper_deep import (
-    baselines,
-    evaluation,
-    pool,
-    retraining,
-    selection,
-    stratification,
+  baselines,
+  pool,
+  retraining,
+  scoring,
+  selection,
+  stratification,
 )
 from hyper_ensembles.hyper_deep.context import Context, StageLog
 from hyper_ensembles.hyper_deep.plan import plan_pipeline
 from hyper_ensembles.hyper_deep.runs import Predictions, echo
+from hyper_ensembles.launching import launch
 
 # Stages in order; `run_pipeline(until=...)` stops after the named one.
 _STAGES = (
@@ -28,7 +28,7 @@ _STAGES = (
     ('retrain', retraining.run),
     ('fixed_init', baselines.run_fixed_init),
     ('deep_baseline', baselines.run_deep_baseline),
-    ('evaluate', evaluation.run),
+    ('evaluate', scoring.run),
 )
 STAGES = tuple(name for name, _ in _STAGES)
 

@@ -15,8 +15,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from hyper_ensembles import hparams as hparams_lib
-from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles.maths import log_uniform as hparams_lib
+from hyper_ensembles.runs import workdir as workdir_lib
 
 PLAN_FILE = 'plan.json'
 SWEEP_FILE = 'sweep.json'

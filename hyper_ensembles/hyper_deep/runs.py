@@ -15,11 +15,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from hyper_ensembles import launch
-from hyper_ensembles import workdir as workdir_lib
-from hyper_ensembles.config_overrides import apply_overrides
 from hyper_ensembles.hyper_deep.plan import Member, Run
-from hyper_ensembles.launch import is_complete
+from hyper_ensembles.launching import launch
+from hyper_ensembles.launching.launch import is_complete
+from hyper_ensembles.runs import workdir as workdir_lib
+from hyper_ensembles.runs.overrides import apply_overrides
 
 if TYPE_CHECKING:
   from hyper_ensembles.hyper_deep.context import Context

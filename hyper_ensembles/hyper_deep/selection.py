@@ -12,9 +12,9 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from hyper_ensembles import selection as selection_lib
-from hyper_ensembles import workdir as workdir_lib
 from hyper_ensembles.hyper_deep.plan import Member
+from hyper_ensembles.maths import greedy_selection as selection_lib
+from hyper_ensembles.runs import workdir as workdir_lib
 
 if TYPE_CHECKING:
   from hyper_ensembles.hyper_deep.context import Context

@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hyper_ensembles import losses
 from hyper_ensembles.data.dataset import DatasetInfo
 from hyper_ensembles.data.preprocess import preprocess
+from hyper_ensembles.maths import losses
 from hyper_ensembles.models.conditioning import Conditioning
 from hyper_ensembles.models.kit import LayerKit
 from hyper_ensembles.models.layers import PENALTY_COLLECTION

@@ -2,7 +2,7 @@
 
 This file owns the method: λ-conditioned batch-ensemble members (models/hyper_layers.py), the
 tuner (per-member log-uniform distributions over the hyperparameter space and their Adam state,
-kept in `TrainState.tuner`), the train loss, the jitted tune step and prediction. DESIGN.md §4:
+kept in `TrainState.tuner`), the train loss, the jitted tune step and prediction. docs/design.md §4:
 
 - **Train step** (model parameters, embeddings included; the distributions t are fixed): the batch
   is tiled over members and λ is drawn per (member, example) from the member's current
@@ -36,15 +36,16 @@ import ml_collections
 import numpy as np
 import optax
 
-from hyper_ensembles import ensemble, sharding
-from hyper_ensembles import hparams as hp
 from hyper_ensembles.data.preprocess import preprocess
 from hyper_ensembles.data.streams import TrainStream
+from hyper_ensembles.maths import log_uniform as hp
+from hyper_ensembles.maths import predictive
 from hyper_ensembles.methods.base import tile_members
 from hyper_ensembles.methods.batch import BatchEnsemble
 from hyper_ensembles.models import hyper_layers  # noqa: F401  (registers the 'hyper_batch' form)
 from hyper_ensembles.models.conditioning import Conditioning
 from hyper_ensembles.models.registry import create_model
+from hyper_ensembles.training import sharding
 
 INITS = ('narrow', 'whole_range', 'log_centred')
 # Salts folded into the run key so the tune and evaluation draws never reuse a train-step key
@@ -183,7 +184,7 @@ class HyperBatchEnsemble(BatchEnsemble):
     lam = hp.sample(rng, dist, images.shape[1])
     logits = self.model.apply(
         {'params': params, **model_state}, images, self.conditioning(hparams, lam), train=False)
-    nll = ensemble.ensemble_nll(logits, batch['labels'][0])
+    nll = predictive.ensemble_nll(logits, batch['labels'][0])
     entropy = hp.mean_entropy(dist, self.entropy)
     loss = nll - self.tau * entropy
     return loss, {'tune_loss': loss, 'tune_nll': nll, 'tune_entropy': entropy}

@@ -1,4 +1,4 @@
-"""Hyper-batch-ensemble dense and conv layers, and their λ-dependent L2 penalty (DESIGN.md §4).
+"""Hyper-batch-ensemble dense and conv layers, and their λ-dependent L2 penalty (docs/design.md §4).
 
 A hyper-batch-ensemble layer is a batch-ensemble layer whose weights also depend on the
 hyperparameters λ of the row it processes. Input `[M, B, ...]` (an explicit member axis, rows of

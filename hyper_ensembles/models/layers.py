@@ -12,7 +12,8 @@ y_k = ((x ∘ r_k) W) ∘ s_k + b_k, which equals x W_k + b_k with W_k = W ∘ r
 Fast weights are boxed as `FastWeight` at init so the optimiser can give them their own learning
 rate by parameter-tree label.
 
-The penalty convention (DESIGN.md §4, official code): loss += Σ_layers ν·‖θ‖² / N_train; `N_train`
+The penalty convention (docs/design.md §4, official code): loss += Σ_layers ν·‖θ‖² / N_train;
+`N_train`
 is applied by the method, the layers sow ν·‖θ‖² averaged over members.
 """
 

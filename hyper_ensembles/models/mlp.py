@@ -1,7 +1,7 @@
 """Multi-layer perceptron (the paper's MLP experiments), in any layer form.
 
 Hyperparameters it reads: `l2` (every kernel and bias) and `dropout` (after every hidden layer),
-the two the paper tunes for MLPs (appendix; DESIGN.md §6).
+the two the paper tunes for MLPs (appendix; docs/design.md §6).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ So ResNet-20 has the 0.27 M parameters He et al. report: 269 722 trainable for 1
 as Keras counts, with BatchNorm's running statistics).
 
 Note: the hyper-ensemble paper's "ResNet-20" notebook is a width-1 Wide ResNet of depth 22; we use
-the standard ResNet-20 of He et al. and say so in configs/resnet20.py (DESIGN.md §6).
+the standard ResNet-20 of He et al. and say so in configs/resnet20.py (docs/design.md §6).
 
 Every conv is built by the kit (plain / batch-ensemble / hyper-batch form) without a bias, as BN
 follows it. BatchNorm (normalization.py) is shared by all members: with `[M, B, ...]` inputs its

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import ml_collections
 from absl import flags
 
-from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles.runs import workdir as workdir_lib
 
 LAUNCHERS = ('local', 'ray')
 LOG_FILE = 'launch.log'  # the Ray launcher's per-run log: the command, its stdout and stderr
@@ -160,7 +160,7 @@ def create(options: LaunchOptions | None = None, echo: Echo = print) -> Launcher
   options = options or LaunchOptions()
   if options.launcher == 'local':
     return LocalLauncher(echo)
-  from hyper_ensembles import ray_launcher  # Ray is imported only when asked for
+  from hyper_ensembles.launching import ray_launcher  # Ray is imported only when asked for
   return ray_launcher.RayLauncher(options, echo)
 
 

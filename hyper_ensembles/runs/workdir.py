@@ -1,7 +1,7 @@
 """What a run writes into its workdir, and the guard against mixing two configs in one workdir.
 
 Layout: `config.json` (resolved config), `checkpoints/` (orbax), TensorBoard event files,
-`metrics.json` (final numbers, DESIGN.md §9), `predictions/<eval set>.npz` (member logits
+`metrics.json` (final numbers, docs/design.md §9), `predictions/<eval set>.npz` (member logits
 `[M, N, C]` float32 and labels `[N]`). Files are written atomically (temp file + rename) and only
 by process 0.
 """

@@ -17,10 +17,10 @@ import optax
 from flax.linen import meta
 from jax.sharding import Mesh
 
-from hyper_ensembles import sharding
 from hyper_ensembles.methods.base import Method, split_variables
 from hyper_ensembles.models.layers import parameter_labels
-from hyper_ensembles.optimizers import create_optimizer, num_train_steps
+from hyper_ensembles.training import sharding
+from hyper_ensembles.training.optimizers import create_optimizer, num_train_steps
 
 
 @flax.struct.dataclass

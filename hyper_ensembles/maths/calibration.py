@@ -10,7 +10,7 @@ since the members' probabilities are averaged after scaling. Modes (`config.eval
 temperature_scaling`):
 
   'ensemble'    one T for all members, minimising the ensemble NLL −mean log p̄ on validation
-                (p̄ the weighted mean of the members' softmax(z_k / T), DESIGN.md §2).
+                (p̄ the weighted mean of the members' softmax(z_k / T), docs/design.md §2).
   'per_member'  member k gets its own T_k minimising its own validation NLL; the ensemble is then
                 formed from the tempered members.
   ''            off.
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
-from hyper_ensembles import metrics as metrics_lib
+from hyper_ensembles.maths import metrics as metrics_lib
 
 MODES = ('ensemble', 'per_member')
 DEFAULT_MODE = 'ensemble'

@@ -1,7 +1,7 @@
 """Stage `evaluate`: the weighted ensembles on every saved evaluation set, and the final files.
 
 Reads the chosen runs' predictions/<set>.npz and every run's metrics.json (train_seconds); writes
-DIR/metrics.json (DESIGN.md §9 for the final hyper-deep ensemble, plus `baselines`),
+DIR/metrics.json (docs/design.md §9 for the final hyper-deep ensemble, plus `baselines`),
 DIR/selection.json (the chosen members of every ensemble) and DIR/predictions/<set>.npz (the final
 ensemble's picks, duplicates repeated). Skipped when nothing changed and both files exist.
 """
@@ -14,19 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from absl import logging
 
-from hyper_ensembles import evaluation as evaluation_lib
-from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles.evaluation import evaluator as evaluation_lib
 from hyper_ensembles.hyper_deep.plan import Member
 from hyper_ensembles.hyper_deep.selection import (
-    BEST_SINGLE,
-    DEEP_ENS,
-    FIXED_INIT_HYPER_ENS,
-    HYPER_DEEP,
-    HYPER_DEEP_BEFORE_RETRAIN,
-    HYPER_ENS,
-    Ensemble,
-    best_single,
+  BEST_SINGLE,
+  DEEP_ENS,
+  FIXED_INIT_HYPER_ENS,
+  HYPER_DEEP,
+  HYPER_DEEP_BEFORE_RETRAIN,
+  HYPER_ENS,
+  Ensemble,
+  best_single,
 )
+from hyper_ensembles.runs import workdir as workdir_lib
 
 if TYPE_CHECKING:
   from hyper_ensembles.hyper_deep.context import Context

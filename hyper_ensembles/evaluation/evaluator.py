@@ -23,11 +23,12 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from hyper_ensembles import calibration, sharding
-from hyper_ensembles import metrics as metrics_lib
 from hyper_ensembles.data import corrupted, ood
 from hyper_ensembles.data.dataset import ArraySplit, Dataset
 from hyper_ensembles.data.streams import eval_batches
+from hyper_ensembles.maths import calibration
+from hyper_ensembles.maths import metrics as metrics_lib
+from hyper_ensembles.training import sharding
 
 
 def eval_sets(dataset: Dataset) -> dict[str, ArraySplit]:
@@ -99,7 +100,7 @@ def _untempered_metrics(predictions: dict[str, tuple], weights) -> dict:
   for name in ood_names:
     results[name] = ood_results(predictions['test'][0], predictions[name][0], weights)
   if ood_names:
-    results['ood_positive_class'] = 'in_distribution'  # DESIGN.md §2: state the convention.
+    results['ood_positive_class'] = 'in_distribution'  # docs/design.md §2: state the convention.
   return results
 
 

@@ -1,4 +1,4 @@
-"""Averaging member predictions into an ensemble predictive, in JAX (DESIGN.md §2).
+"""Averaging member predictions into an ensemble predictive, in JAX (docs/design.md §2).
 
 This module owns the one place where member logits `[M, N, C]` become the ensemble's
 log-predictive log p̄ `[N, C]`, with p̄ = Σ_k w_k softmax(z_k) and w uniform (1/M) by default. It is

@@ -1,4 +1,5 @@
-"""Hyperparameter spaces and the per-member log-uniform distributions over them (DESIGN.md §4, §5).
+"""Hyperparameter spaces and the per-member log-uniform distributions over them (docs/design.md §4,
+§5).
 
 This module owns
   * `HyperparameterSpace`: the D named hyperparameters and their bounds [λ_min, λ_max], plus the

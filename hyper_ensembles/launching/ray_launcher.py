@@ -23,8 +23,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hyper_ensembles import launch, ray_task
-from hyper_ensembles import workdir as workdir_lib
+from hyper_ensembles.launching import launch, ray_task
+from hyper_ensembles.runs import workdir as workdir_lib
 
 # No dashboard, no usage statistics, no log deduplication across runs (each has its own log).
 _RAY_ENV = {'RAY_USAGE_STATS_ENABLED': '0', 'RAY_DEDUP_LOGS': '0', 'RAY_DISABLE_DOCKER_CPU_WARNING':

@@ -1,4 +1,4 @@
-"""Host-side evaluation metrics over full prediction sets (DESIGN.md §2 and §9).
+"""Host-side evaluation metrics over full prediction sets (docs/design.md §2 and §9).
 
 This module owns every number that ends up in `metrics.json`: ensemble NLL, accuracy, ECE and Brier
 score of the ensemble predictive p̄; Gibbs (weighted mean over members) NLL and accuracy; per-member
@@ -8,7 +8,8 @@ every results table summarises a metric over seeds.
 
 Everything is NumPy in float64, independent of JAX: it runs once per evaluation on logits gathered
 to the host (or re-loaded from `predictions/*.npz`), where precision matters more than speed.
-The maths mirrors `hyper_ensembles.ensemble` (probabilities are averaged, never logits) but is
+The maths mirrors `hyper_ensembles.maths.predictive` (probabilities are averaged, never logits) but
+is
 kept separate so that evaluation does not depend on device precision or tracing.
 
 Inputs are member logits `[M, N, C]` (any float dtype), integer labels `[N]` and optional
@@ -173,7 +174,7 @@ def expected_calibration_error(probs: Any, labels: Any, num_bins: int = 15) -> f
   Args:
     probs: `[N, C]` probabilities (e.g. `ensemble_probs`).
     labels: `[N]` integer labels.
-    num_bins: number of bins (15 as in DESIGN.md §2).
+    num_bins: number of bins (15 as in docs/design.md §2).
   """
   probs = np.asarray(probs, dtype=np.float64)
   if probs.ndim != 2:
@@ -262,7 +263,7 @@ def average_pairwise_kl(logits: Any) -> float:
 
 
 def compute_metrics(logits: Any, labels: Any, weights: Any = None) -> dict[str, Any]:
-  """All per-eval-set metrics of DESIGN.md §9 as plain Python floats / lists (JSON-ready).
+  """All per-eval-set metrics of docs/design.md §9 as plain Python floats / lists (JSON-ready).
 
   - `nll`, `accuracy`, `ece` (15 bins), `brier`: of the ensemble predictive p̄ under `weights`.
   - `gibbs_nll`, `gibbs_accuracy`: weighted mean over members of member NLL / accuracy (same

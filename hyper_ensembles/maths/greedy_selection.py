@@ -1,12 +1,13 @@
 """Greedy ensemble selection with replacement (Caruana et al. 2004) on validation NLL.
 
-This module owns step 2 of the hyper-deep ensemble pipeline (DESIGN.md §5): given the saved
+This module owns step 2 of the hyper-deep ensemble pipeline (docs/design.md §5): given the saved
 validation logits of a pool of trained models, pick a multiset of them whose averaged predictive
 has the lowest validation NLL. It is a pure numpy function over arrays: it never cares whether the
 pool was trained as one vectorised program or as separate runs, and it needs no JAX.
 
 The ensemble NLL is computed here in float64 with a log-sum-exp over members' log-softmax
-(DESIGN.md §2, never averaging logits). It deliberately does not import `ensemble.py`, so that the
+(docs/design.md §2, never averaging logits). It deliberately does not import `ensemble.py`, so that
+the
 selection can be run and tested on saved predictions alone.
 """
 

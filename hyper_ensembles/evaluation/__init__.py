@@ -1,0 +1,1 @@
+"""Member logits for named evaluation sets and the metrics.json results made from them."""
