@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from absl import logging
 
-from hyper_ensembles.evaluation import evaluator as evaluation_lib
+from hyper_ensembles.evaluation import results as results_lib
 from hyper_ensembles.hyper_deep.plan import Member
 from hyper_ensembles.hyper_deep.selection import (
   BEST_SINGLE,
@@ -50,7 +50,7 @@ class _Scorer:
                ) -> dict[str, Any]:
     # The same evaluation path as every run: OOD sets get detection metrics against test and
     # corrupted sets their aggregates.
-    out: dict[str, Any] = evaluation_lib.metrics_from_predictions(
+    out: dict[str, Any] = results_lib.metrics_from_predictions(
         {name: self.predictions.stack(members, name) for name in self.eval_sets}, weights)
     out['num_params'] = int(self.per_member * len(members))
     # The cost of producing the ensemble: every run its candidates came from.
