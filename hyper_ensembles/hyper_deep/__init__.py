@@ -106,9 +106,9 @@ from hyper_ensembles.hyper_deep.plan import (
     random_settings,
     read_settings,
 )
+from hyper_ensembles.hyper_deep.predictions import Predictions
 from hyper_ensembles.hyper_deep.retraining import retrain_runs
 from hyper_ensembles.hyper_deep.runs import (
-    Predictions,
     apply_overrides,
     ensure_run,
     is_complete,
