@@ -129,3 +129,14 @@ def test_launch_options_errors():
     registry.create(jobs.LaunchOptions(launcher='slurm'))
   with pytest.raises(ValueError, match='max_concurrent must be >= 0'):
     jobs.LaunchOptions(launcher='ray', max_concurrent=-1)
+
+
+def test_ray_task_and_workdir_import_without_jax():
+  # A Ray worker imports ray_task (and through it runs/workdir.py); only the run's own subprocess
+  # may load JAX, with the thread limits and devices it was given.
+  code = ('import sys, hyper_ensembles.launching.ray_task, hyper_ensembles.runs.workdir; '
+          'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "flax")); '
+          'assert not loaded, loaded')
+  result = subprocess.run([sys.executable, '-c', code], env=subprocess_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
