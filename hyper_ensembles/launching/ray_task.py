@@ -19,7 +19,8 @@ from typing import Any
 
 from hyper_ensembles.runs import workdir as workdir_lib
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# hyper_ensembles/launching/ray_task.py → the repository root (three levels up).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _TAIL_LINES = 15
 
 
