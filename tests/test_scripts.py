@@ -21,15 +21,11 @@ FILE_LOADERS = ('spec_from_file_location', 'SourceFileLoader', 'run_path', 'load
 
 def sys_path_uses(source: str) -> list[int]:
   """Lines of `source` that touch `sys.path` (`sys.path.insert(...)`, `from sys import path`)."""
-  lines = []
-  for node in ast.walk(ast.parse(source)):
-    if (isinstance(node, ast.Attribute) and node.attr == 'path'
-        and isinstance(node.value, ast.Name) and node.value.id == 'sys'):
-      lines.append(node.lineno)
-    elif isinstance(node, ast.ImportFrom) and node.module == 'sys' and any(
-        a.name == 'path' for a in node.names):
-      lines.append(node.lineno)
-  return lines
+  attribute = lambda node: (isinstance(node, ast.Attribute) and node.attr == 'path'
+                            and isinstance(node.value, ast.Name) and node.value.id == 'sys')
+  imported = lambda node: (isinstance(node, ast.ImportFrom) and node.module == 'sys'
+                           and any(a.name == 'path' for a in node.names))
+  return [node.lineno for node in ast.walk(ast.parse(source)) if attribute(node) or imported(node)]
 
 
 def script_loads(source: str) -> list[int]:
@@ -49,10 +45,9 @@ def script_loads(source: str) -> list[int]:
       if name in FILE_LOADERS and (mentions(node) or any(
           isinstance(n, ast.Name) and n.id in script_names for n in ast.walk(node))):
         lines.append(node.lineno)
-    elif isinstance(node, ast.Import) and any(a.name.split('.')[0] == 'scripts'
-                                              for a in node.names):
-      lines.append(node.lineno)
-    elif isinstance(node, ast.ImportFrom) and (node.module or '').split('.')[0] == 'scripts':
+    elif isinstance(node, ast.Import | ast.ImportFrom) and 'scripts' in {
+        (name or '').split('.')[0] for name in
+        ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module])}:
       lines.append(node.lineno)
   return sorted(lines)
 

@@ -21,7 +21,8 @@ from typing import Any
 
 CONFIG_FILE = 'config.json'  # = workdir.CONFIG_FILE / METRICS_FILE (that module imports JAX)
 METRICS_FILE = 'metrics.json'
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository: hyper_ensembles/launching/ray_task.py is three levels below it.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _TAIL_LINES = 15
 
 

@@ -40,7 +40,8 @@ TRACEBACK_HELP = 'Show the full traceback for input errors too.'
 
 def define_traceback_flag() -> flags.FlagHolder[bool]:
   """`--traceback` of an absl entry point, for `run_reporting_user_errors`."""
-  return flags.DEFINE_bool('traceback', False, TRACEBACK_HELP)
+  # Listed by `--help` with the calling script's own flags (absl keys a script's flags by argv[0]).
+  return flags.DEFINE_bool('traceback', False, TRACEBACK_HELP, module_name=sys.argv[0])
 
 
 def add_traceback_argument(parser: argparse.ArgumentParser) -> None:
