@@ -46,8 +46,6 @@ import sys
 import time
 from collections.abc import Callable
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 # XLA reads $XLA_FLAGS when the backend starts (first use), not when jax is imported.
 import jax
 import jax.numpy as jnp

@@ -18,12 +18,10 @@ target (/work/shared/PERFORMANCE.md) is ≥ 3× for κ = 16, vectorised over seq
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 import jax
 from absl import app, flags, logging
@@ -32,6 +30,7 @@ from configs import default
 from hyper_ensembles import hyper_deep, train
 from hyper_ensembles.launching import jobs as jobs_lib
 from hyper_ensembles.launching import registry
+from hyper_ensembles.runs import cli
 from hyper_ensembles.runs import workdir as workdir_lib
 
 _POOL_SIZE = flags.DEFINE_integer('pool_size', 16, 'κ, the number of settings.')
@@ -42,6 +41,7 @@ _OUT = flags.DEFINE_string('out', None, 'Optional JSON file for the numbers.')
 _RAY_CONCURRENT = flags.DEFINE_integer('ray_concurrent', 2, 'Runs at a time on the local Ray.')
 _WAYS = flags.DEFINE_multi_enum('ways', ['sequential', 'ray', 'vectorised'],
                                 ['sequential', 'ray', 'vectorised'], 'Which ways to time.')
+_TRACEBACK = cli.define_traceback_flag()
 
 
 def benchmark_config(dataset: str, pool_size: int, epochs: float):
@@ -77,9 +77,7 @@ def time_ray(config, workdir: str, runs, concurrent: int) -> tuple[float, float]
   return time.perf_counter() - t0, sum(o.metrics['train_seconds'] for o in outcomes)
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
+def benchmark() -> None:
   kappa = _POOL_SIZE.value
   config = benchmark_config(_DATASET.value, kappa, _EPOCHS.value)
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix='benchmark_pool_')
@@ -114,6 +112,14 @@ def main(argv):
       print(f'{fast} over {slow}: {ratio:.2f}× wall-clock')
   if _OUT.value:
     workdir_lib.write_json(_OUT.value, numbers)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)
+  cli.run_reporting_user_errors(benchmark, _TRACEBACK.value)
+
 
 if __name__ == '__main__':
   app.run(main)

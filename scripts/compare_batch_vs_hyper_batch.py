@@ -29,18 +29,17 @@ import sys
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax
-import numpy as np
-import plot_hyperparameters
 from absl import app, flags, logging
 
 from configs import default
 from hyper_ensembles import train
-from hyper_ensembles.maths import metrics
+from hyper_ensembles.data.registry import load_dataset
 from hyper_ensembles.methods.hyper_batch import INITS
+from hyper_ensembles.reporting import hyperparameter_plots, study_tables
+from hyper_ensembles.reporting import table as table_lib
+from hyper_ensembles.runs import cli
 from hyper_ensembles.runs import workdir as workdir_lib
 from hyper_ensembles.runs.overrides import apply_overrides, parse_override
 
@@ -59,10 +58,9 @@ _OVERRIDES = flags.DEFINE_multi_string(
 _HYPER_INIT = flags.DEFINE_enum('hyper_init', None, list(INITS),
                                 'config.hyper.init of the hyper-batch / stn runs (default: the '
                                 "config's).")
+_TRACEBACK = cli.define_traceback_flag()
 
 METRICS = ('nll', 'accuracy', 'ece')
-
-
 HYPER_METHODS = ('hyper_batch', 'stn')
 
 
@@ -79,44 +77,20 @@ def run_config(arch: str, method: str, seed: int, steps_per_epoch: int | None = 
   return apply_overrides(config, dict(parse_override(item) for item in _OVERRIDES.value))
 
 
-
 def epoch_steps(config) -> int:
-  from hyper_ensembles.data.registry import load_dataset
   # Only the training split's size matters here: leave out the shifted / OOD sets a --set may
   # have switched on (generating them takes most of the load).
   data = apply_overrides(config, {'data.corruptions': '', 'data.ood_datasets': ()}).data
   return load_dataset(config.dataset, data).num_train // config.batch_size
 
 
-def mean_se(values) -> tuple[float, float]:
-  mean, se, _ = metrics.mean_and_se(values)
-  return mean, float('nan') if se is None else se
-
-
-def table(results: dict) -> str:
-  lines = ['| arch | method | validation NLL | test NLL | test accuracy | test ECE | parameters | '
-           'train s/run |', '|---|---|---|---|---|---|---|---|']
-  for arch, by_method in results.items():
-    for method, runs in by_method.items():
-      cells = ['{:.4f} ± {:.4f}'.format(*mean_se([r['validation']['nll'] for r in runs.values()]))]
-      for key in METRICS:
-        m, se = mean_se([r['test'][key] for r in runs.values()])
-        cells.append(f'{m:.4f} ± {se:.4f}')
-      params = sorted({r['num_params'] for r in runs.values()})
-      seconds = np.mean([r['train_seconds'] for r in runs.values()])
-      lines.append(f'| {arch} | {method} | {" | ".join(cells)} | '
-                   f'{", ".join(f"{p:,}" for p in params)} | {seconds:.0f} |')
-  return '\n'.join(lines)
-
-
 def plot_trajectories(run_dir: str, out: str, title: str) -> None:
-  trajectories = plot_hyperparameters.read_trajectories(run_dir)
+  trajectories = hyperparameter_plots.read_trajectories(run_dir)
   if trajectories:
-    plot_hyperparameters.plot(trajectories, out, title=title)
+    hyperparameter_plots.plot(trajectories, out, title=title)
 
 
-def main(argv):
-  del argv
+def run_comparison() -> None:
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
   # Seeds change only runtime inputs, so every seed after the first hits this cache.
@@ -152,7 +126,7 @@ def main(argv):
       'wall_seconds': time.time() - start,
       'runs': results,
   }
-  text = table(results)
+  text = table_lib.markdown(study_tables.comparison_table(results))
   workdir_lib.write_json(os.path.join(workdir, 'results.json'), summary)
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
     f.write(f'{_DATASET.value}, M = {_NUM_MEMBERS.value}, MLP {_EPOCHS.value:g} epochs, LeNet '
@@ -160,6 +134,12 @@ def main(argv):
             f'error over seeds.\n\n{text}\n')
   print(text)
   print(f'wrote {workdir}/results.md and results.json ({time.time() - start:.0f} s)')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.run_reporting_user_errors(run_comparison, _TRACEBACK.value)
 
 
 if __name__ == '__main__':

@@ -17,17 +17,17 @@ the paper's MLP runs use κ = 50 and longer training.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from absl import app, flags, logging
 
 from configs import default
 from hyper_ensembles import hyper_deep
-from hyper_ensembles.maths import metrics
+from hyper_ensembles.reporting import study_tables
+from hyper_ensembles.reporting import table as table_lib
+from hyper_ensembles.runs import cli
 from hyper_ensembles.runs import workdir as workdir_lib
 from hyper_ensembles.runs.overrides import apply_overrides, parse_override
 
@@ -41,11 +41,7 @@ _FIXED_INIT = flags.DEFINE_bool('fixed_init', False, 'Also the fixed-init hyper 
 _OVERRIDES = flags.DEFINE_multi_string(
     'set', [], "Extra config overrides 'key=value' for every network, e.g. "
     "--set=data.corruptions=official --set=data.ood_datasets=digits28,uniform_noise.")
-
-ROWS = (('deep ensemble', 'deep_ens'), ('hyper ensemble', 'hyper_ens'),
-        ('hyper-deep ensemble', 'hyper_deep'), ('best single model', 'best_single'),
-        ('fixed-init hyper ensemble', 'fixed_init_hyper_ens'))
-METRICS = ('nll', 'accuracy', 'ece')
+_TRACEBACK = cli.define_traceback_flag()
 
 
 def seed_config(seed: int):
@@ -61,43 +57,16 @@ def seed_config(seed: int):
   return apply_overrides(config, dict(parse_override(item) for item in _OVERRIDES.value))
 
 
-def ensemble_results(metrics: dict) -> dict[str, dict]:
-  """{row key: metrics of that ensemble} from one pipeline's metrics.json."""
-  out = {'hyper_deep': metrics}
-  out.update(metrics['baselines'])
-  return out
-
-
-def format_table(per_seed: list[dict[str, dict]], split: str = 'test') -> tuple[str, dict]:
-  lines = [f'| ensemble | {split} NLL | {split} accuracy | {split} ECE | members |',
-           '|---|---|---|---|---|']
-  summary = {}
-  for label, key in ROWS:
-    if not all(key in r for r in per_seed):
-      continue
-    row = {}
-    for metric in METRICS:
-      values = [float(r[key][split][metric]) for r in per_seed]
-      mean, se, _ = metrics.mean_and_se(values)
-      row[metric] = {'mean': mean, 'se': float('nan') if se is None else se, 'values': values}
-    members = [len(r[key][split]['member_nll']) for r in per_seed]
-    row['members'] = members
-    summary[key] = row
-    cells = ' | '.join(f'{row[m]["mean"]:.4f} ± {row[m]["se"]:.4f}' for m in METRICS)
-    lines.append(f'| {label} | {cells} | {"/".join(map(str, members))} |')
-  return '\n'.join(lines), summary
-
-
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
+def run_comparison() -> None:
   t0 = time.time()
   per_seed = []
   for seed in map(int, _SEEDS.value):
     workdir = os.path.join(_WORKDIR.value, f'seed_{seed}')
     print(f'== seed {seed}: {workdir} ({time.time() - t0:.0f} s so far)', flush=True)
-    per_seed.append(ensemble_results(hyper_deep.run_pipeline(seed_config(seed), workdir)))
-  table, summary = format_table(per_seed)
+    metrics = hyper_deep.run_pipeline(seed_config(seed), workdir)
+    per_seed.append(study_tables.pipeline_ensembles(metrics))
+  table, summary = study_tables.pipeline_table(per_seed)
+  table = table_lib.markdown(table)
   header = (f'{_DATASET.value} MLP, K = {_ENSEMBLE_SIZE.value}, κ = {_POOL_SIZE.value}, '
             f'{_EPOCHS.value:g} epochs, seeds {",".join(_SEEDS.value)}: mean ± s.e. over seeds')
   print(f'\n{header}\n{table}\n\ntotal {time.time() - t0:.0f} s')
@@ -108,6 +77,13 @@ def main(argv):
       'dataset': _DATASET.value, 'ensemble_size': _ENSEMBLE_SIZE.value,
       'pool_size': _POOL_SIZE.value, 'epochs': _EPOCHS.value, 'seeds': _SEEDS.value,
       'summary': summary, 'seconds': time.time() - t0})
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)
+  cli.run_reporting_user_errors(run_comparison, _TRACEBACK.value)
 
 
 if __name__ == '__main__':

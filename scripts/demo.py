@@ -14,18 +14,17 @@ default. It is printed and written to `<workdir>/results.md` and `<workdir>/resu
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-import numpy as np
 from absl import app, flags, logging
 
 from configs import default as default_config
-from hyper_ensembles import train
-from hyper_ensembles.maths import metrics
+from hyper_ensembles import hyper_deep, train
 from hyper_ensembles.methods.registry import METHODS
+from hyper_ensembles.reporting import study_tables
+from hyper_ensembles.reporting import table as table_lib
+from hyper_ensembles.runs import cli
 from hyper_ensembles.runs import workdir as workdir_lib
 
 DEFAULT_METHODS = ('single', 'deep', 'batch', 'hyper_batch', 'stn', 'hyper_deep')
@@ -39,6 +38,7 @@ _SMOKE = flags.DEFINE_bool('smoke', False, 'Seconds-long runs (for tests).')
 _POOL_SIZE = flags.DEFINE_integer(
     'pool_size', 16, 'Random-search pool size κ of the hyper-deep row (the paper uses 50 for '
     'MLPs; 16 keeps the demo within a few minutes on 2 CPU cores).')
+_TRACEBACK = cli.define_traceback_flag()
 
 
 def run_method(method: str, seed: int, workdir: str) -> dict:
@@ -48,7 +48,6 @@ def run_method(method: str, seed: int, workdir: str) -> dict:
   config = default_config.get_config(arg)
   config.seed = 1000 * seed
   if method == 'hyper_deep':
-    from hyper_ensembles import hyper_deep
     config.hyper_deep.sampling_seed = seed
     if not _SMOKE.value:
       config.hyper_deep.pool_size = config.hyper_deep.chunk_size = _POOL_SIZE.value
@@ -56,36 +55,8 @@ def run_method(method: str, seed: int, workdir: str) -> dict:
   return train.train_and_evaluate(config, workdir)
 
 
-TABLE_METRICS = (('validation', 'nll'), ('test', 'nll'), ('test', 'accuracy'), ('test', 'ece'),
-                 ('test', 'brier'))
-
-
-def mean_se(values) -> str:
-  mean, se, _ = metrics.mean_and_se(values)
-  return f'{mean:.4f}' if se is None else f'{mean:.4f} ± {se:.4f}'
-
-
-def format_table(rows: dict[str, list[dict]]) -> str:
-  """One row per method: mean ± standard error over its seeds' metrics.json."""
-  header = ('| method | members | parameters | validation NLL | test NLL | test accuracy | '
-            'test ECE | test Brier | train s/run |')
-  lines = [header, '|' + '---|' * 9]
-  for method, runs in rows.items():
-    members = sorted({len(r['test']['member_nll']) for r in runs})
-    params = sorted({r['num_params'] for r in runs})
-    cells = [mean_se([r[split][key] for r in runs]) for split, key in TABLE_METRICS]
-    lines.append(
-        f'| {method} | {", ".join(map(str, members))} | {", ".join(f"{p:,}" for p in params)} | '
-        f'{" | ".join(cells)} | {np.mean([r["train_seconds"] for r in runs]):.1f} |')
-  return '\n'.join(lines)
-
-
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
-  available = [m for m in DEFAULT_METHODS
-               if m in METHODS or (m == 'hyper_deep' and _has_pipeline())]
-  methods = _METHODS.value or available
+def run_demo() -> None:
+  methods = _METHODS.value or [m for m in DEFAULT_METHODS if m in METHODS or m == 'hyper_deep']
   seeds = [int(s) for s in _SEEDS.value]
   rows = {}
   for method in methods:
@@ -94,7 +65,7 @@ def main(argv):
       print(f'== {method}, seed {seed} ==', flush=True)
       rows[method].append(
           run_method(method, seed, os.path.join(_WORKDIR.value, method, f'seed_{seed}')))
-  table = format_table(rows)
+  table = table_lib.markdown(study_tables.demo_table(rows))
   caption = (f'{_DATASET.value} / {_ARCH.value}, seeds {", ".join(map(str, seeds))}: mean ± '
              'standard error over seeds')
   print(f'\n{caption}\n{table}')
@@ -104,12 +75,11 @@ def main(argv):
   workdir_lib.write_json(os.path.join(_WORKDIR.value, 'results.json'), per_seed)
 
 
-def _has_pipeline() -> bool:
-  try:
-    from hyper_ensembles import hyper_deep  # noqa: F401
-  except ImportError:
-    return False
-  return True
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)
+  cli.run_reporting_user_errors(run_demo, _TRACEBACK.value)
 
 
 if __name__ == '__main__':

@@ -28,13 +28,15 @@ import os
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from hyper_ensembles import hyper_deep
 from hyper_ensembles.launching import jobs, registry
+from hyper_ensembles.reporting import study_tables
+from hyper_ensembles.reporting import table as table_lib
+from hyper_ensembles.runs import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config, e.g. configs/default.py:method=hyper_deep,arch=mlp',
@@ -42,25 +44,27 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The pipeline directory DIR.')
 _UNTIL = flags.DEFINE_enum('until', None, hyper_deep.STAGES, 'Stop after this stage.')
 _LAUNCH = registry.define_flags()
+_TRACEBACK = cli.define_traceback_flag()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
+def run() -> None:
   try:
     metrics = hyper_deep.run_pipeline(_CONFIG.value, _WORKDIR.value, until=_UNTIL.value,
                                       launcher=registry.options_from_flags(_LAUNCH))
   except jobs.RunsFailedError as e:
     sys.exit(str(e))
   if metrics:
-    rows = [('hyper_deep', metrics), *metrics.get('baselines', {}).items()]
-    print(f'{"ensemble":<22} {"test NLL":>9} {"accuracy":>9} {"ECE":>7} {"members":>8}')
-    for name, values in rows:
-      test = values['test']
-      print(f'{name:<22} {test["nll"]:9.4f} {test["accuracy"]:9.4f} {test["ece"]:7.4f} '
-            f'{len(test["member_nll"]):8d}')
+    ensembles = study_tables.pipeline_ensembles(metrics)
+    table, _ = study_tables.pipeline_table([ensembles], ensembles=[(k, k) for k in ensembles])
+    print(table_lib.markdown(table))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.setup_logging()
+  cli.run_reporting_user_errors(run, _TRACEBACK.value)
 
 
 if __name__ == '__main__':

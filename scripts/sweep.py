@@ -36,7 +36,6 @@ import shlex
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -44,6 +43,7 @@ from ml_collections import config_flags
 from hyper_ensembles import hyper_deep
 from hyper_ensembles.launching import jobs as jobs_lib
 from hyper_ensembles.launching import registry
+from hyper_ensembles.runs import cli
 from hyper_ensembles.runs import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -58,6 +58,7 @@ _ONLY = flags.DEFINE_list('only', None, 'Indices of the entries to print or run 
 _STAGES = flags.DEFINE_list('stages', None, 'Only entries of these stages (pool, fixed_init, ...).')
 _PYTHON = flags.DEFINE_string('python', 'python', 'Interpreter in the printed command lines.')
 _LAUNCH = registry.define_flags()
+_TRACEBACK = cli.define_traceback_flag()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -101,6 +102,9 @@ def select_entries(entries: list[dict], only: list[str] | None, stages: list[str
                    ) -> list[tuple[int, dict]]:
   chosen = list(enumerate(entries))
   if only:
+    bad = [i for i in only if not i.isdigit() or int(i) >= len(entries)]
+    if bad:
+      raise ValueError(f'--only={",".join(bad)}: not entry indices; valid: 0 to {len(entries) - 1}')
     wanted = {int(i) for i in only}
     chosen = [(i, e) for i, e in chosen if i in wanted]
   if stages:
@@ -123,12 +127,7 @@ def run_entries(config, workdir: str, entries: list[tuple[int, dict]],
     return launcher.run(jobs)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.WARNING)
-  if not (_PRINT.value or _RUN.value):
-    raise app.UsageError('Choose --print or --run (or both).')
+def sweep() -> None:
   entries = select_entries(load_entries(_CONFIG.value, _WORKDIR.value, _SWEEP_FILE.value),
                            _ONLY.value, _STAGES.value)
   if _PRINT.value:
@@ -140,6 +139,15 @@ def main(argv):
       run_entries(_CONFIG.value, _WORKDIR.value, entries, registry.options_from_flags(_LAUNCH))
     except jobs_lib.RunsFailedError as e:
       sys.exit(str(e))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)
+  if not (_PRINT.value or _RUN.value):
+    raise app.UsageError('Choose --print or --run (or both).')
+  cli.run_reporting_user_errors(sweep, _TRACEBACK.value)
 
 
 if __name__ == '__main__':

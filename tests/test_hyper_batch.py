@@ -9,10 +9,11 @@ stopped mid-way and resumed from its checkpoint.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
+import subprocess
+import sys
 
 import flax
 import jax
@@ -28,9 +29,10 @@ from hyper_ensembles.evaluation import predict
 from hyper_ensembles.maths import log_uniform as hp
 from hyper_ensembles.methods.hyper_batch import HyperBatchEnsemble, SelfTuningNetwork
 from hyper_ensembles.methods.registry import create_method, get_method_class
+from hyper_ensembles.reporting import hyperparameter_plots as plot
 from hyper_ensembles.training import sharding
 from hyper_ensembles.training.state import create_train_state
-from tests.conftest import assert_states_equal, restore_state, smoke_config
+from tests.conftest import assert_states_equal, restore_state, smoke_config, subprocess_env
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -265,10 +267,6 @@ def test_log_centred_tuner_starts_at_the_log_midpoint(setup):
 
 
 def test_trajectory_plot_from_event_files(smoke_run, tmp_path):
-  spec = importlib.util.spec_from_file_location(
-      'plot_hyperparameters', os.path.join(REPO_ROOT, 'scripts', 'plot_hyperparameters.py'))
-  plot = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(plot)
   workdir = smoke_run('hyper_batch', 'mlp')
   trajectories = plot.read_trajectories(workdir)
   assert sorted(trajectories) == ['dropout', 'l2'] and sorted(trajectories['l2']) == ['0', '1', '2']
@@ -283,10 +281,17 @@ def test_trajectory_plot_from_event_files(smoke_run, tmp_path):
     np.testing.assert_allclose(t['lower'][-1], np.exp(final.log_a[k, j]), rtol=1e-5)
     np.testing.assert_allclose(t['upper'][-1], np.exp(final.log_b[k, j]), rtol=1e-5)
   out = tmp_path / 'plot.png'
-  assert plot.main([f'--workdir={workdir}', f'--out={out}', f'--json_out={tmp_path / "t.json"}'])\
-      == 0
+  plot.plot(trajectories, str(out), title='hyper_batch')
   assert out.stat().st_size > 0
-  assert plot.main([f'--trajectory={tmp_path / "t.json"}', f'--out={tmp_path / "p2.png"}']) == 0
+  # The command: event files → JSON trajectory → the same picture from the JSON.
+  command = [sys.executable, os.path.join(REPO_ROOT, 'scripts', 'plot_hyperparameters.py')]
+  run = lambda *args: subprocess.run([*command, *args], env=subprocess_env(), capture_output=True,
+                                     text=True, timeout=300)
+  proc = run(f'--workdir={workdir}', f'--out={out}', f'--json_out={tmp_path / "t.json"}')
+  assert proc.returncode == 0, proc.stderr
+  assert json.loads((tmp_path / 't.json').read_text()) == trajectories
+  proc = run(f'--trajectory={tmp_path / "t.json"}', f'--out={tmp_path / "p2.png"}')
+  assert proc.returncode == 0 and (tmp_path / 'p2.png').stat().st_size > 0, proc.stderr
 
 
 def test_resume_is_exact_with_the_tuner_in_the_state(smoke_run, tmp_path):

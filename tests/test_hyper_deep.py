@@ -8,10 +8,11 @@ checked on the parameters in the checkpoints.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import shlex
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -25,7 +26,7 @@ from hyper_ensembles.data.registry import load_dataset
 from hyper_ensembles.maths import metrics as metrics_lib
 from hyper_ensembles.methods.registry import create_method
 from hyper_ensembles.runs import workdir as workdir_lib
-from tests.conftest import checkpoint_params, stage_actions
+from tests.conftest import checkpoint_params, stage_actions, subprocess_env
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 CONFIG_ARG = 'method=hyper_deep,smoke'
@@ -40,18 +41,6 @@ def _config(**hd):
   for key, value in hd.items():
     config.hyper_deep[key] = value
   return config
-
-
-def _load_sweep_module():
-  spec = importlib.util.spec_from_file_location('sweep_script', os.path.join(REPO, 'scripts',
-                                                                            'sweep.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-
-
 
 
 @pytest.fixture(scope='module')
@@ -130,19 +119,24 @@ def test_config_errors(tmp_path):
 
 
 def test_sweep_command_lines_give_the_pipelines_run_configs(tmp_path):
-  sweep = _load_sweep_module()
   config = _config(chunk_size=2, deep_baseline=True)
   workdir = str(tmp_path)
+  base_args = [f'--config={os.path.join(REPO, "configs", "default.py")}:{CONFIG_ARG}',
+               '--config.num_members=2', '--config.hyper_deep.pool_size=3',
+               '--config.hyper_deep.chunk_size=2', '--config.hyper_deep.deep_baseline=true']
+  # The script plans the pipeline from its command line and prints one command per run.
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'scripts', 'sweep.py'), *base_args,
+       f'--workdir={workdir}', '--print'], cwd=tmp_path, env=subprocess_env(),
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.strip().splitlines()
   _, plan = hyper_deep.plan_pipeline(config, workdir)
   entries = workdir_lib.read_json(os.path.join(workdir, hyper_deep.SWEEP_FILE))
   assert entries == plan.sweep_entries()
   assert [e['stage'] for e in entries] == ['pool'] * 2 + ['fixed_init'] * 2 + ['deep_baseline']
   runs = [*plan.pool, *plan.fixed_init, plan.deep_baseline]
-  base_args = [f'--config={os.path.join(REPO, "configs", "default.py")}:{CONFIG_ARG}',
-               '--config.num_members=2', '--config.hyper_deep.pool_size=3',
-               '--config.hyper_deep.chunk_size=2', '--config.hyper_deep.deep_baseline=true']
-  for entry, run in zip(entries, runs, strict=True):
-    line = sweep.command_line(entry, workdir, base_args)
+  for line, run in zip(lines, runs, strict=True):
     argv = shlex.split(line)
     assert argv[:3] == ['python', '-m', 'hyper_ensembles.main']
     assert argv[-1] == f'--workdir={os.path.join(workdir, run.workdir)}'

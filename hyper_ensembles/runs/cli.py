@@ -1,17 +1,19 @@
 """What every command-line entry point shares: quiet library logging and one-line user errors.
 
-`main.py` (training) and `evaluate.py` (evaluation only) report a mistake the user can fix from the
-message alone — unknown names, missing files, bad sizes, a workdir of another config, a diverged
-run — as one `error (<type>): <message>` line and exit status 1; `--traceback` shows the full one.
+`main.py` (training), `evaluate.py` (evaluation only) and every script in `scripts/` report a
+mistake the user can fix from the message alone — unknown names, missing files, bad sizes, a
+workdir of another config, a diverged run — as one `error (<type>): <message>` line and exit status
+1; `--traceback` shows the full one.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging as logging_std
 import sys
 from collections.abc import Callable
 
-from absl import logging
+from absl import flags, logging
 
 # What a user can fix from the message alone (unknown names, missing files, bad sizes, a workdir
 # written by another config — a ValueError — and a non-finite loss).
@@ -31,6 +33,20 @@ class QuietLibraries(logging_std.Filter):
 def setup_logging() -> None:
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(QuietLibraries())
+
+
+TRACEBACK_HELP = 'Show the full traceback for input errors too.'
+
+
+def define_traceback_flag() -> flags.FlagHolder[bool]:
+  """`--traceback` of an absl entry point, for `run_reporting_user_errors`."""
+  # Listed by `--help` with the calling script's own flags (absl keys a script's flags by argv[0]).
+  return flags.DEFINE_bool('traceback', False, TRACEBACK_HELP, module_name=sys.argv[0])
+
+
+def add_traceback_argument(parser: argparse.ArgumentParser) -> None:
+  """`--traceback` of an argparse entry point, for `run_reporting_user_errors`."""
+  parser.add_argument('--traceback', action='store_true', help=TRACEBACK_HELP)
 
 
 def run_reporting_user_errors(fn: Callable[[], object], traceback: bool) -> None:
