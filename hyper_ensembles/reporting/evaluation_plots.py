@@ -1,7 +1,7 @@
 """Evaluation pictures: reliability diagrams of one run, and metrics under shift for several.
 
 Reliability (`plot_reliability`) reads `DIR/predictions/<set>.npz` and `validation.npz`: left the
-raw ensemble, right the ensemble after temperature scaling fitted on validation (maths/temperature.py,
+raw ensemble, right the ensemble after temperature scaling fitted on validation (maths/temperature,
 the mode of the run's config unless given); bars are the accuracy per confidence bin
 (metrics.reliability_bins), the red part the gap to the diagonal, the panel below the number of
 examples per bin.
