@@ -112,7 +112,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.mlp = ml_collections.ConfigDict()
-  # Two hidden layers of 200: the classic MLP of the batch-ensemble papers and of scripts/benchmark.py.
+  # Two hidden layers of 200: the classic MLP of the batch-ensemble papers and the benchmark.
   config.model.mlp.hidden = (200, 200)
   config.model.fast_weight_init = 'normal'  # batch-ensemble r, s: N(1, std) or 'random_sign'
   config.model.fast_weight_std = 0.5
