@@ -109,9 +109,11 @@ def _restore(config: ml_collections.ConfigDict, workdir: str, dataset):
   finally:
     checkpointer.close()
   total = num_train_steps(config, steps_per_epoch)
-  if int(state.step) < total:
-    logging.warning('%s: the latest checkpoint is at step %d of %d; the run is not finished',
-                    workdir, int(state.step), total)
+  if int(state.step) < total:  # a finished run whose last checkpoint is unreadable
+    raise ValueError(
+        f'{workdir}: the newest intact checkpoint is at step {int(state.step)} of {total}; '
+        'evaluate scores finished runs only. Rerun training on it (hyper_ensembles.main with its '
+        f'config, configs/saved.py:{os.path.join(workdir, workdir_lib.CONFIG_FILE)}) first.')
   return evaluator.make_eval_step(method, mesh), state, mesh
 
 
@@ -157,6 +159,14 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'Workdir {workdir} does not exist')
   config = run_config(workdir, data_overrides)
+  if config.method not in PIPELINE_METHODS and not workdir_lib.is_finished(workdir):
+    # Scoring a half-trained model would write a metrics.json that looks like a result.
+    raise ValueError(
+        f'{workdir} holds an unfinished run (no {workdir_lib.METRICS_FILE} from the end of '
+        'training); evaluate scores finished runs only. Finish it first: rerun '
+        'hyper_ensembles.main '
+        f'with --config=configs/saved.py:{os.path.join(workdir, workdir_lib.CONFIG_FILE)} '
+        f'--workdir={workdir}, which resumes from its last checkpoint.')
   if temperature_scaling is None:
     mode = calibration.config_mode(config)
   else:
@@ -307,4 +317,4 @@ def main(argv, cli_flags: dict):
 if __name__ == '__main__':
   _cli_flags = define_flags()
   flags.mark_flags_as_required(['workdir'])
-  app.run(functools.partial(main, cli_flags=_cli_flags))
+  app.run(functools.partial(main, cli_flags=_cli_flags), flags_parser=cli.parse_flags)

@@ -26,11 +26,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 
 from configs import default
 from hyper_ensembles import hyper_deep, train
 from hyper_ensembles.launching import launch
+from hyper_ensembles.runs import cli
 from hyper_ensembles.runs import workdir as workdir_lib
 
 _POOL_SIZE = flags.DEFINE_integer('pool_size', 16, 'κ, the number of settings.')
@@ -115,4 +116,4 @@ def main(argv):
     workdir_lib.write_json(_OUT.value, numbers)
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_app(main)

@@ -35,12 +35,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax
 import numpy as np
 import plot_hyperparameters
-from absl import app, flags, logging
+from absl import flags, logging
 
 from configs import default
 from hyper_ensembles import train
 from hyper_ensembles.maths import metrics
 from hyper_ensembles.methods.hyper_batch import INITS
+from hyper_ensembles.runs import cli
 from hyper_ensembles.runs import workdir as workdir_lib
 from hyper_ensembles.runs.overrides import apply_overrides, parse_override
 
@@ -163,4 +164,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_app(main)

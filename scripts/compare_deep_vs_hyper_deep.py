@@ -23,11 +23,12 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from configs import default
 from hyper_ensembles import hyper_deep
 from hyper_ensembles.maths import metrics
+from hyper_ensembles.runs import cli
 from hyper_ensembles.runs import workdir as workdir_lib
 from hyper_ensembles.runs.overrides import apply_overrides, parse_override
 
@@ -111,4 +112,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_app(main)

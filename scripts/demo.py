@@ -20,12 +20,13 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from configs import default as default_config
 from hyper_ensembles import train
 from hyper_ensembles.maths import metrics
 from hyper_ensembles.methods.registry import METHODS
+from hyper_ensembles.runs import cli
 from hyper_ensembles.runs import workdir as workdir_lib
 
 DEFAULT_METHODS = ('single', 'deep', 'batch', 'hyper_batch', 'stn', 'hyper_deep')
@@ -113,4 +114,4 @@ def _has_pipeline() -> bool:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_app(main)

@@ -35,6 +35,7 @@ from ml_collections import config_flags
 
 from hyper_ensembles import hyper_deep
 from hyper_ensembles.launching import launch
+from hyper_ensembles.runs import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config, e.g. configs/default.py:method=hyper_deep,arch=mlp',
@@ -64,4 +65,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_app(main)

@@ -43,6 +43,7 @@ from ml_collections import config_flags
 
 from hyper_ensembles import hyper_deep
 from hyper_ensembles.launching import launch
+from hyper_ensembles.runs import cli
 from hyper_ensembles.runs import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -142,4 +143,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_app(main)

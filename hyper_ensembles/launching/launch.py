@@ -9,8 +9,8 @@ A job is one run: its directory and its resolved config. Two launchers, chosen b
          (`ray_address`). A failed run is reported with its workdir and log and the others go on;
          RunsFailedError lists the failures at the end.
 
-Both skip a run whose metrics.json and validation predictions exist (after checking that its
-config.json is the one asked for), so re-running a list resumes it, and both keep the layout of a
+Both skip a finished run (`workdir.is_finished`, after checking that its config.json is the one
+asked for), so re-running a list resumes it, and both keep the layout of a
 run directory: a run trained either way writes the same files (the Ray one adds its launch.log).
 """
 
@@ -113,10 +113,8 @@ class Launcher(Protocol):
   def close(self) -> None: ...
 
 
-def is_complete(run_dir: str) -> bool:
-  """A finished run: final metrics and validation predictions written (train.py does both)."""
-  return (os.path.exists(os.path.join(run_dir, workdir_lib.METRICS_FILE))
-          and os.path.exists(os.path.join(run_dir, workdir_lib.PREDICTIONS_DIR, 'validation.npz')))
+# A finished run (training wrote its final metrics.json): the one definition, runs/workdir.py's.
+is_complete = workdir_lib.is_finished
 
 
 def finished_outcome(job: Job) -> Outcome:
