@@ -114,7 +114,15 @@ def _unknown_key_error(flag_values: flags.FlagValues, name: str, argv: Sequence[
   keys it does have at that level (and the closest ones)."""
   config = flag_values[name].value
   if config is None or not hasattr(config, 'keys'):
-    return None
+    # ml_collections applies the overrides (from sys.argv) while parsing --config itself, so a bad
+    # key fails before the flag has a value: load the config file again to name the valid keys.
+    given = [a.split('=', 1)[1] for a in argv if a.startswith(f'--{name}=')]
+    try:
+      config = flag_values[name].parser.parse(given[-1]) if given else None
+    except Exception:
+      return None
+    if config is None or not hasattr(config, 'keys'):
+      return None
   prefix = f'--{name}.'
   for arg in argv:
     if not arg.startswith(prefix):
@@ -170,7 +178,7 @@ def resolve_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLA
   """
   try:
     rest = flag_values(list(argv))
-  except (AttributeError, KeyError):  # a --config.<key> the locked config does not have
+  except (AttributeError, KeyError, flags.UnrecognizedFlagError):  # a --config.<key> it lacks
     for name in _config_flags(flag_values):
       unknown = _unknown_key_error(flag_values, name, argv)
       if unknown is not None:
