@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import logging as logging_std
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -142,13 +143,15 @@ def _unknown_key_error(flag_values: flags.FlagValues, name: str, argv: Sequence[
   return None
 
 
-def _missing_config_file(flag_values: flags.FlagValues, name: str) -> FileNotFoundError | None:
+def _missing_config_file(flag_values: flags.FlagValues, name: str) -> BaseException | None:
   """ml_collections defers a config file's load error until the config is read: read it now."""
   try:
     flag_values[name].value.keys()
-  except OSError:
+  except OSError as e:
     given = flag_values[name].serialize().partition('=')[2]
     path = given.split(':', 1)[0]
+    if os.path.exists(path) and e.__cause__ is not None:
+      return e.__cause__  # the file's get_config raised it (e.g. configs/saved.py's own check)
     return FileNotFoundError(f'--{name}: config file {path!r} not found (the flag takes '
                              f'<file.py>[:<args>], e.g. configs/default.py:method=deep,arch=mlp)')
   except Exception:
