@@ -189,7 +189,7 @@ EVALUATE_CATALOGUE = [
     ('empty', {}, 'config.json'),
     ('unfinished', {}, 'unfinished run'),
     ('unfinished', {'sets': ['test']}, 'unfinished run'),
-    ('unfinished', {'temperature_scaling': 'bogus'}, 'unfinished run'),
+    ('unfinished', {'temperature_scaling': 'bogus'}, 'per_member'),
     ('override', {'override': 'corruptions=all'}, 'data.<field>'),
     ('override', {'override': 'data.split_seed=3'}, 'split_seed'),
 ]
