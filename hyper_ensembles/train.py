@@ -22,8 +22,8 @@ from jax.experimental import multihost_utils
 
 from hyper_ensembles.data.registry import load_dataset
 from hyper_ensembles.data.streams import TrainStream, prefetch
-from hyper_ensembles.evaluation import evaluator
-from hyper_ensembles.maths import calibration
+from hyper_ensembles.evaluation import predict
+from hyper_ensembles.evaluation import results as results_lib
 from hyper_ensembles.methods.base import Method
 from hyper_ensembles.methods.registry import create_method
 from hyper_ensembles.runs import interrupts
@@ -97,7 +97,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   config_check.check(config)
   workdir_lib.check_workdir(workdir, config)
   workdir_lib.check_usable(workdir)
-  temperature_scaling = calibration.config_mode(config)  # a bad mode fails now, not after training
+  temperature_scaling = results_lib.config_mode(config)  # a bad mode fails now, not after training
   is_main = jax.process_index() == 0
   dataset = load_dataset(config.dataset, config.data)
   method = create_method(config, dataset.info, dataset.num_train)
@@ -107,7 +107,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   stream = TrainStream(dataset.train, config.batch_size, method.num_data_orders, config.seed,
                        rows=sharding.process_rows(config.batch_size))
-  resuming = workdir_lib.prepare_workdir(workdir, config)
+  resuming = workdir_lib.prepare_workdir(workdir, config,
+                                         is_writer=jax.process_index() == 0)
   total_steps = num_train_steps(config, stream.steps_per_epoch)
   state, tx, schedule = create_train_state(method, config, stream.steps_per_epoch, mesh)
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
@@ -134,8 +135,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   train_step = jax.jit(make_train_step(method, tx), donate_argnums=0)
   tune = method.make_tune_step(dataset, mesh) if hasattr(method, 'make_tune_step') else None
-  eval_step = evaluator.make_eval_step(method, mesh)
-  eval_sets = evaluator.eval_sets(dataset)
+  eval_step = predict.make_eval_step(method, mesh)
+  eval_sets = predict.eval_sets(dataset)
 
   def device_batch(step: int) -> dict:
     local = stream.batch(step)
@@ -180,10 +181,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         writer.write_scalars(done, method.tuner_summaries(state))
       history, history_start = [], done
     if config.eval_every_steps > 0 and done % config.eval_every_steps == 0 and done < end_step:
-      results, _ = evaluator.evaluate(
+      results, _ = predict.evaluate(
           eval_step, state, {'validation': dataset.validation}, config.eval_batch_size, mesh,
           config.max_eval_examples, temperature_scaling)
-      writer.write_scalars(done, evaluator.scalar_summaries(results))
+      writer.write_scalars(done, results_lib.scalar_summaries(results))
     if done % config.checkpoint_every_steps == 0 or done == end_step:
       state = save(state)
 
@@ -202,13 +203,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     writer.flush()
     return {}
 
-  results, predictions = evaluator.evaluate(
+  results, predictions = predict.evaluate(
       eval_step, state, eval_sets, config.eval_batch_size, mesh, config.max_eval_examples,
       temperature_scaling)
   results['num_params'] = count_params(state.params)
   results['train_seconds'] = float(state.train_seconds)
   results[workdir_lib.FINISHED_KEY] = total_steps  # what makes the run finished (is_finished)
-  writer.write_scalars(total_steps, evaluator.scalar_summaries(
+  writer.write_scalars(total_steps, results_lib.scalar_summaries(
       {k: v for k, v in results.items() if isinstance(v, dict)}))
   if tune is not None and hasattr(method, 'final_hyperparameters'):
     # The learned λ distributions: what a hyper-batch run found, next to what it scored.
@@ -219,7 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     workdir_lib.write_json(metrics_path, results)
   writer.flush()
   checkpointer.close()
-  evaluator.log_results(results)
+  results_lib.log_results(results)
   return results
 
 

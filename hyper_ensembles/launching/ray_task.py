@@ -1,10 +1,10 @@
 """The Ray task that trains one run: a `python -m hyper_ensembles.main` subprocess, on any node.
 
-Standard library and runs/workdir.py only, so a Ray worker importing it does not load JAX (the run's
-own process does, with the thread limits and devices it was given). The run is started from its own
-config.json (configs/saved.py), written here when the node does not see the driver's copy, so the
-subprocess trains exactly the config the driver checked. Its stdout and stderr go to the run's
-launch.log, appended to, never overwritten.
+No JAX (the standard library and runs/workdir.py), so a Ray worker importing it does not load it:
+the run's own process does, with the thread limits and devices it was given. The run is started
+from its own config.json (configs/saved.py), written here when the node does not see the driver's
+copy, so the subprocess trains exactly the config the driver checked. Its stdout and stderr go to
+the run's launch.log, appended to, never overwritten.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 
 from hyper_ensembles.runs import workdir as workdir_lib
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# hyper_ensembles/launching/ray_task.py → the repository root (three levels up).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _TAIL_LINES = 15
 
 

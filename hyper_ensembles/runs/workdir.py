@@ -2,12 +2,14 @@
 
 Layout: `config.json` (resolved config), `checkpoints/` (orbax), TensorBoard event files,
 `metrics.json` (final numbers, docs/design.md §9), `predictions/<eval set>.npz` (member logits
-`[M, N, C]` float32 and labels `[N]`). Files are written atomically (temp file + rename), only by
-process 0, with the permissions of the process umask (as the checkpoints are).
+`[M, N, C]` float32 and labels `[N]`). Files are written atomically (temp file + rename) and only
+by process 0: callers say whether they are it (`jax.process_index() == 0` in a multi-host run), so
+that this module, and the launchers that read a run's files, need no JAX. Files get
+the permissions of the process umask (as the checkpoints do).
 
 Also the one definition of a finished run (`is_finished`): training wrote metrics.json after its
 final evaluation, recording the number of steps it trained (`FINISHED_KEY`). Nothing else writes
-that key — `evaluate` refuses unfinished runs and keeps the key of finished ones — so the
+that key without checking that the latest checkpoint is at the final step (`evaluate`), so the
 launchers, sweeps and the hyper-deep pipeline skip exactly the runs whose training finished.
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import sys
 import tempfile
 
 import ml_collections
@@ -36,16 +37,6 @@ class WorkdirConflictError(ValueError):
 
 class WorkdirError(ValueError):
   """The workdir cannot be used: a file stands there, or its filesystem refuses writes."""
-
-
-def is_main_process() -> bool:
-  """Process 0 of a multi-host run; True in a single process.
-
-  Asks JAX only when this process already imported it (so this module, and the Ray driver that
-  uses it, never starts JAX: a driver that forks Ray workers must not be multithreaded yet).
-  """
-  jax = sys.modules.get('jax')
-  return jax is None or jax.process_index() == 0
 
 
 def is_finished(run_dir: str) -> bool:
@@ -134,15 +125,18 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
   return True
 
 
-def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *,
+                    is_writer: bool = True) -> bool:
   """`check_workdir`, then creates the workdir and records the config if it is new.
 
-  Returns True when the workdir already held this config (a resume).
+  `is_writer`: whether this process writes files (False on all but process 0 of a multi-host
+  run; a launcher driving runs is a single process). Returns True when the workdir already held
+  this config (a resume).
   """
   if check_workdir(workdir, config):
     return True
   check_usable(workdir)
-  if is_main_process():
+  if is_writer:
     try:
       os.makedirs(workdir, exist_ok=True)
       write_json(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))
