@@ -12,8 +12,8 @@ from __future__ import annotations
 import ml_collections
 
 from hyper_ensembles.data.registry import DATASETS
-from hyper_ensembles.maths.temperature import MODES
 from hyper_ensembles.maths.log_uniform import ENTROPIES
+from hyper_ensembles.maths.temperature import MODES
 from hyper_ensembles.methods.hyper_batch import INITS
 from hyper_ensembles.methods.registry import METHODS
 from hyper_ensembles.models.registry import ARCHITECTURES
