@@ -110,9 +110,15 @@ def _restore(config: ml_collections.ConfigDict, workdir: str, dataset):
     checkpointer.close()
   total = num_train_steps(config, steps_per_epoch)
   if int(state.step) < total:
-    logging.warning('%s: the latest checkpoint is at step %d of %d; the run is not finished',
-                    workdir, int(state.step), total)
+    raise ValueError(_unfinished(
+        workdir, f'its newest intact checkpoint is at step {int(state.step)} of {total}'))
   return predict.make_eval_step(method, mesh), state, mesh
+
+
+def _unfinished(workdir: str, why: str) -> str:
+  return (f'{workdir} holds an unfinished run ({why}); evaluate scores finished runs only. Finish '
+          f'it first: hyper_ensembles.main --config=configs/saved.py:'
+          f'{os.path.join(workdir, workdir_lib.CONFIG_FILE)} --workdir={workdir} resumes it.')
 
 
 def _expand(patterns: list[str], available: list[str]) -> tuple[list[str], list[str]]:
@@ -157,6 +163,12 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'Workdir {workdir} does not exist')
   config = run_config(workdir, data_overrides)
+  # A run whose metrics.json does not say training finished is scored only if its latest
+  # checkpoint is at the final step (checked in _restore): a half-trained model must never get a
+  # metrics.json that looks like a result.
+  finished = config.method in PIPELINE_METHODS or workdir_lib.is_finished(workdir)
+  if not finished and not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    raise ValueError(_unfinished(workdir, 'no checkpoint and no final metrics.json'))
   if temperature_scaling is None:
     mode = results_lib.config_mode(config)
   else:
@@ -172,6 +184,7 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
   needs_model = bool(unmatched) or (from_checkpoint and bool(requested))
   if not pipeline and ('num_params' not in old or 'train_seconds' not in old):
     needs_model |= os.path.isdir(os.path.join(workdir, 'checkpoints'))
+  needs_model |= not finished
   restored = None
   if needs_model:
     if pipeline:
@@ -217,6 +230,8 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
       workdir_lib.write_predictions(workdir, name, *predictions[name])
     extra = {'num_params': count_params(state.params),
              'train_seconds': float(state.train_seconds)}
+    if not finished:  # _restore found the checkpoint of the final step: training did finish
+      extra[workdir_lib.FINISHED_KEY] = int(state.step)
   if not predictions:
     raise FileNotFoundError(f'{workdir} has no saved predictions and no sets were requested')
 
@@ -307,4 +322,4 @@ def main(argv, cli_flags: dict):
 if __name__ == '__main__':
   _cli_flags = define_flags()
   flags.mark_flags_as_required(['workdir'])
-  app.run(functools.partial(main, cli_flags=_cli_flags))
+  app.run(functools.partial(main, cli_flags=_cli_flags), flags_parser=cli.parse_flags)

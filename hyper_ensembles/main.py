@@ -18,6 +18,7 @@ from ml_collections import config_flags
 
 from hyper_ensembles import train
 from hyper_ensembles.runs import cli
+from hyper_ensembles.training import config_check
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. configs/default.py:method=deep,arch=mlp',
@@ -47,6 +48,8 @@ def main(argv):
                jax.device_count())
 
   def run():
+    # The whole resolved config, before anything runs or is written (training/config_check.py).
+    config_check.check(_CONFIG.value)
     if _CONFIG.value.method == 'hyper_deep':
       # A pipeline of ordinary runs (random search, selection, stratification), not one run.
       from hyper_ensembles import hyper_deep
@@ -58,4 +61,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -26,8 +26,9 @@ from hyper_ensembles.evaluation import predict
 from hyper_ensembles.evaluation import results as results_lib
 from hyper_ensembles.methods.base import Method
 from hyper_ensembles.methods.registry import create_method
+from hyper_ensembles.runs import interrupts
 from hyper_ensembles.runs import workdir as workdir_lib
-from hyper_ensembles.training import sharding
+from hyper_ensembles.training import config_check, divergence, sharding
 from hyper_ensembles.training.checkpoints import Checkpointer
 from hyper_ensembles.training.optimizers import num_train_steps
 from hyper_ensembles.training.state import TrainState, count_params, create_train_state
@@ -67,16 +68,14 @@ def _mean_metrics(history: list[dict]) -> dict[str, float]:
   return {k: float(np.mean([m[k] for m in stacked if k in m])) for k in keys}
 
 
-def _check_finite(history: list[dict], first_step: int, checkpointer: Checkpointer) -> None:
-  """Stops the run at the first non-finite loss, keeping the last good checkpoint."""
+def _check_finite(history: list[dict], first_step: int, checkpointer: Checkpointer,
+                  bound: float) -> None:
+  """Stops a diverged run (training/divergence.py's rule), keeping the last good checkpoint."""
   losses = np.asarray(jax.device_get([m['loss'] for m in history]))
-  bad = np.flatnonzero(~np.isfinite(losses))
-  if bad.size:
+  if not np.all(np.isfinite(losses) & (losses <= bound)):
     checkpointer.wait()
-    raise FloatingPointError(
-        f'Non-finite training loss ({losses[bad[0]]}) at step {first_step + int(bad[0]) + 1}; '
-        f'the last good checkpoint (step {checkpointer.latest_step()}) is kept in '
-        f'{checkpointer.directory}. Lower the learning rate or check the data.')
+    divergence.check_losses(losses, first_step, bound, checkpointer.latest_step(),
+                            checkpointer.directory)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -92,9 +91,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Returns:
     The final metrics dict (as written to metrics.json), or {} when stopped early.
   """
-  # A workdir of another config is refused first; a new workdir's config is recorded only after
-  # validation below, so a run rejected for bad input leaves no config.json to conflict with.
+  # The whole config is validated and a workdir of another config (or an unusable one) refused
+  # first; a new workdir's config is recorded only after the checks below, so a run rejected for
+  # bad input leaves no config.json to conflict with.
+  config_check.check(config)
   workdir_lib.check_workdir(workdir, config)
+  workdir_lib.check_usable(workdir)
   temperature_scaling = results_lib.config_mode(config)  # a bad mode fails now, not after training
   is_main = jax.process_index() == 0
   dataset = load_dataset(config.dataset, config.data)
@@ -112,13 +114,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
                               config.max_checkpoints_to_keep)
   if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
+    state = checkpointer.restore(state, set_aside_corrupt=True)
     logging.info('Resumed from step %d in %s', int(state.step), checkpointer.directory)
   elif resuming:
     logging.info('Workdir %s has this config but no checkpoint; starting at step 0', workdir)
   start_step = int(state.step)
   metrics_path = os.path.join(workdir, workdir_lib.METRICS_FILE)
-  if start_step >= total_steps and os.path.exists(metrics_path):
+  if start_step >= total_steps and workdir_lib.is_finished(workdir):
     logging.info('Run in %s is complete (step %d); nothing to do.', workdir, start_step)
     checkpointer.close()
     return workdir_lib.read_json(metrics_path)
@@ -146,9 +148,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   history: list[dict] = []
   history_start = start_step
   t0, seconds_before = time.time(), float(state.train_seconds)
+  bound = divergence.loss_bound(dataset.info.num_classes)
+  sigint = interrupts.SigintStop()
 
   def save(state: TrainState) -> TrainState:
-    _check_finite(history, history_start, checkpointer)
+    _check_finite(history, history_start, checkpointer, bound)
     # Same dtype (not weak) and sharding as before, else the train step is compiled again; the
     # value must be the same on every process to be put on a replicated sharding.
     seconds = np.float32(seconds_before + time.time() - t0)
@@ -158,8 +162,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     checkpointer.save(int(state.step), state)
     return state
 
-  for step, batch in zip(range(start_step, end_step),
-                         prefetch(device_batch, start_step, end_step), strict=True):
+  for step, batch in sigint.wrap(zip(range(start_step, end_step),
+                                     prefetch(device_batch, start_step, end_step), strict=True)):
     state, step_metrics = train_step(state, batch)
     if tune is not None:
       state, tune_metrics = tune(state, step)
@@ -169,7 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     done = step + 1
     report(done)
     if done % config.log_every_steps == 0 or done == end_step:
-      _check_finite(history, history_start, checkpointer)
+      _check_finite(history, history_start, checkpointer, bound)
       summary = _mean_metrics(history)
       summary['learning_rate'] = float(schedule(done))
       writer.write_scalars(done, {f'train/{k}': v for k, v in summary.items()})
@@ -185,7 +189,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       state = save(state)
 
   if history:
-    _check_finite(history, history_start, checkpointer)
+    _check_finite(history, history_start, checkpointer, bound)
+  if sigint.requested:  # Ctrl-C: a checkpoint of the step reached, then one line (runs/cli.py)
+    state = save(state)
+    checkpointer.close()
+    writer.flush()
+    raise interrupts.Interrupted(
+        f'Stopped on Ctrl-C at step {int(state.step)} of {total_steps}; its checkpoint is in '
+        f'{checkpointer.directory}. Rerun the same command to resume.')
   checkpointer.wait()
   if end_step < total_steps:
     checkpointer.close()
@@ -197,6 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       temperature_scaling)
   results['num_params'] = count_params(state.params)
   results['train_seconds'] = float(state.train_seconds)
+  results[workdir_lib.FINISHED_KEY] = total_steps  # what makes the run finished (is_finished)
   writer.write_scalars(total_steps, results_lib.scalar_summaries(
       {k: v for k, v in results.items() if isinstance(v, dict)}))
   if tune is not None and hasattr(method, 'final_hyperparameters'):

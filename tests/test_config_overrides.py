@@ -33,5 +33,5 @@ def test_apply_overrides_copies_and_rejects_unknown_keys():
   assert (out.num_epochs, out.data.ood_datasets, out.hyper.init) == (
       2.0, ('uniform_noise',), 'whole_range')
   assert config.data.ood_datasets == () and config.hyper.init == 'log_centred'
-  with pytest.raises(KeyError, match='num_epoch'):
+  with pytest.raises(ValueError, match='num_epoch'):
     apply_overrides(config, {'num_epoch': 2.0})

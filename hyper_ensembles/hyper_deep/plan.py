@@ -17,6 +17,7 @@ import numpy as np
 
 from hyper_ensembles.maths import log_uniform as hparams_lib
 from hyper_ensembles.runs import workdir as workdir_lib
+from hyper_ensembles.training import config_check
 
 PLAN_FILE = 'plan.json'
 SWEEP_FILE = 'sweep.json'
@@ -207,6 +208,7 @@ def plan_pipeline(config: ml_collections.ConfigDict, workdir: str) -> tuple[Sett
   The κ settings are drawn once and stored; later invocations (and sweep.py) read them back, so
   the plan never depends on re-drawing random numbers the same way.
   """
+  config_check.check(config)  # the whole config, before DIR is created or written
   settings = read_settings(config)
   is_main = jax.process_index() == 0
   workdir_lib.prepare_workdir(workdir, config, is_writer=is_main)

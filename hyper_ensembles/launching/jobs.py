@@ -2,8 +2,8 @@
 
 Shared by every launcher (local.py, ray_launcher.py; registry.py picks one by name) and by their
 callers (hyper_deep/, scripts/sweep.py). A job is one run: its directory and its resolved config.
-Every launcher skips a run whose metrics.json and validation predictions exist (after checking that
-its config.json is the one asked for), so re-running a list resumes it, and keeps the layout of a
+Every launcher skips a finished run (`workdir.is_finished`, after checking that its config.json
+is the one asked for), so re-running a list resumes it, and keeps the layout of a
 run directory: a run trained either way writes the same files (the Ray one adds its LOG_FILE).
 """
 
@@ -102,10 +102,8 @@ class Launcher(Protocol):
   def close(self) -> None: ...
 
 
-def is_complete(run_dir: str) -> bool:
-  """A finished run: final metrics and validation predictions written (train.py does both)."""
-  return (os.path.exists(os.path.join(run_dir, workdir_lib.METRICS_FILE))
-          and os.path.exists(os.path.join(run_dir, workdir_lib.PREDICTIONS_DIR, 'validation.npz')))
+# A finished run (training wrote its final metrics.json): the one definition, runs/workdir.py's.
+is_complete = workdir_lib.is_finished
 
 
 def finished_outcome(job: Job) -> Outcome:

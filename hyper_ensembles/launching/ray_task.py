@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,11 +23,6 @@ from hyper_ensembles.runs import workdir as workdir_lib
 # hyper_ensembles/launching/ray_task.py → the repository root (three levels up).
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _TAIL_LINES = 15
-
-
-def _is_complete(run_dir: str) -> bool:
-  return (os.path.exists(os.path.join(run_dir, workdir_lib.METRICS_FILE))
-          and os.path.exists(os.path.join(run_dir, workdir_lib.PREDICTIONS_DIR, 'validation.npz')))
 
 
 def _environment(threads: int, pinned: bool, extra: dict[str, str]) -> dict[str, str]:
@@ -60,7 +56,7 @@ def train_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
   """
   run_dir, log = spec['workdir'], spec['log']
   host = socket.gethostname()
-  if _is_complete(run_dir):
+  if workdir_lib.is_finished(run_dir):
     return {'status': 'done', 'host': host}
   os.makedirs(run_dir, exist_ok=True)
   config_path = os.path.join(run_dir, workdir_lib.CONFIG_FILE)
@@ -83,12 +79,15 @@ def train_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
     try:
       returncode = proc.wait()
     except BaseException:
-      # Cancelled (ray.cancel raises KeyboardInterrupt here): stop the run too, which resumes from
-      # its last checkpoint next time, rather than leave it running without a driver.
-      proc.terminate()
+      # Cancelled (ray.cancel raises KeyboardInterrupt here): stop the run too, rather than leave
+      # it running without a driver. SIGINT, as Ctrl-C: it saves a checkpoint at its current step
+      # and exits, and resumes from there next time.
+      proc.send_signal(signal.SIGINT)
       with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=30)
+      if proc.poll() is None:
+        proc.terminate()
       raise
-  ok = returncode == 0 and _is_complete(run_dir)
+  ok = returncode == 0 and workdir_lib.is_finished(run_dir)
   return {'status': 'trained' if ok else 'failed', 'returncode': returncode, 'host': host,
           'seconds': time.time() - t0, 'tail': '' if ok else _tail(log)}

@@ -41,8 +41,14 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
   for key, value in overrides.items():
     *parents, leaf = key.split('.')
     node = out
-    for part in parents:
-      node = node[part]
+    for depth, part in enumerate([*parents, leaf]):
+      if not hasattr(node, 'keys') or part not in node:
+        where = '.'.join(parents[:depth]) or 'the config'
+        valid = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else '(none: a value)'
+        raise ValueError(f'Unknown config key {key!r} in an override; the keys of {where} are: '
+                         f'{valid}')
+      if depth < len(parents):
+        node = node[part]
     # JSON has no tuples; every sequence field of the config is a tuple.
     node[leaf] = tuple(value) if isinstance(value, list) else value
   return out

@@ -4,11 +4,18 @@ Layout: `config.json` (resolved config), `checkpoints/` (orbax), TensorBoard eve
 `metrics.json` (final numbers, docs/design.md §9), `predictions/<eval set>.npz` (member logits
 `[M, N, C]` float32 and labels `[N]`). Files are written atomically (temp file + rename) and only
 by process 0: callers say whether they are it (`jax.process_index() == 0` in a multi-host run), so
-that this module, and the launchers that read a run's files, need no JAX.
+that this module, and the launchers that read a run's files, need no JAX. Files get
+the permissions of the process umask (as the checkpoints do).
+
+Also the one definition of a finished run (`is_finished`): training wrote metrics.json after its
+final evaluation, recording the number of steps it trained (`FINISHED_KEY`). Nothing else writes
+that key without checking that the latest checkpoint is at the final step (`evaluate`), so the
+launchers, sweeps and the hyper-deep pipeline skip exactly the runs whose training finished.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -19,10 +26,72 @@ import numpy as np
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.json'
 PREDICTIONS_DIR = 'predictions'
+# metrics.json key that only the training loop writes, after its final evaluation: the number of
+# steps trained. Its presence is what makes a run finished (`is_finished`).
+FINISHED_KEY = 'trained_steps'
 
 
 class WorkdirConflictError(ValueError):
   """The workdir holds a run made with a different config."""
+
+
+class WorkdirError(ValueError):
+  """The workdir cannot be used: a file stands there, or its filesystem refuses writes."""
+
+
+def is_finished(run_dir: str) -> bool:
+  """A run whose training finished: its metrics.json records the steps trained (FINISHED_KEY).
+
+  The one definition used by train.py (nothing to do), the launchers (skip the run), evaluate.py
+  and the hyper-deep pipeline. A metrics.json without the key (a run from before the key existed,
+  or one an old `evaluate` wrote for an unfinished run) is not finished: training resumes from the
+  checkpoint, which for a finished run is only the final evaluation again.
+  """
+  path = os.path.join(run_dir, METRICS_FILE)
+  if not os.path.isfile(path):
+    return False
+  try:
+    metrics = read_json(path)
+  except (OSError, ValueError):
+    return False
+  return isinstance(metrics, dict) and FINISHED_KEY in metrics
+
+
+def check_usable(workdir: str) -> None:
+  """Raises WorkdirError, without writing anything, when `workdir` cannot hold a run.
+
+  A file where the directory should be, a parent that is a file, a read-only filesystem, no
+  permission to create or write the directory: each named with the path.
+  """
+  path = os.path.abspath(workdir)
+  probe = path
+  while not os.path.exists(probe):
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      break
+    probe = parent
+  if not os.path.isdir(probe):
+    where = 'the workdir' if probe == path else f'a parent of the workdir ({probe})'
+    raise WorkdirError(f'--workdir {workdir}: {where} is a file, not a directory; choose another '
+                       '--workdir or move the file away')
+  try:
+    read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+  except OSError:
+    read_only = False
+  if read_only:
+    raise WorkdirError(f'--workdir {workdir}: {probe} is on a read-only filesystem; choose a '
+                       'writable --workdir')
+  if not os.access(probe, os.W_OK | os.X_OK):
+    raise WorkdirError(f'--workdir {workdir}: no permission to write in {probe}; choose another '
+                       '--workdir or fix its permissions')
+
+
+def _workdir_os_error(workdir: str, e: OSError) -> WorkdirError:
+  reason = os.strerror(e.errno) if e.errno else str(e)
+  hint = {errno.EROFS: 'choose a writable --workdir', errno.EACCES: 'fix its permissions',
+          errno.ENOSPC: 'free some space'}.get(e.errno, 'choose another --workdir')
+  return WorkdirError(f'--workdir {workdir}: cannot write {e.filename or workdir}: {reason}; '
+                      f'{hint}')
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:
@@ -66,9 +135,13 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *,
   """
   if check_workdir(workdir, config):
     return True
+  check_usable(workdir)
   if is_writer:
-    os.makedirs(workdir, exist_ok=True)
-    write_json(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      write_json(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))
+    except OSError as e:
+      raise _workdir_os_error(workdir, e) from e
   return False
 
 
@@ -106,11 +179,24 @@ def saved_prediction_sets(workdir: str) -> list[str]:
   return sorted(f[:-len('.npz')] for f in os.listdir(directory) if f.endswith('.npz'))
 
 
+def _umask() -> int:
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def _open_temporary(directory: str, suffix: str) -> tuple[int, str]:
+  """mkstemp, then the mode a plain `open` would give (mkstemp makes it owner-only, 0600)."""
+  fd, tmp = tempfile.mkstemp(dir=directory, suffix=suffix)
+  os.fchmod(fd, 0o666 & ~_umask())
+  return fd, tmp
+
+
 def write_json(path: str, obj) -> None:
   """Writes JSON atomically, so a crash never leaves a half-written file behind."""
   directory = os.path.dirname(path) or '.'
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
+  fd, tmp = _open_temporary(directory, '.tmp')
   with os.fdopen(fd, 'w') as f:
     json.dump(obj, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
@@ -126,7 +212,7 @@ def write_predictions(workdir: str, name: str, logits: np.ndarray, labels: np.nd
   directory = os.path.join(workdir, PREDICTIONS_DIR)
   os.makedirs(directory, exist_ok=True)
   path = os.path.join(directory, f'{name}.npz')
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix='.npz')
+  fd, tmp = _open_temporary(directory, '.npz')
   with os.fdopen(fd, 'wb') as f:
     np.savez(f, logits=logits.astype(np.float32), labels=labels.astype(np.int64))
   os.replace(tmp, path)
