@@ -174,7 +174,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.max_eval_examples = -1  # > 0 evaluates only the first examples of each set (smoke)
   config.evaluation = ml_collections.ConfigDict()
   # Post-hoc temperature scaling fitted on validation predictions
-  # (hyper_ensembles/maths/calibration.py):
+  # (hyper_ensembles/maths/temperature.py; the metrics.json keys: evaluation/results.py):
   # 'ensemble' (one T), 'per_member' or '' (off). On by default: it costs a few hundred NLL
   # evaluations on the validation logits and only adds `<set>_tempered` entries to metrics.json.
   config.evaluation.temperature_scaling = 'ensemble'

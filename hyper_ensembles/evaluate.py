@@ -1,13 +1,13 @@
 """Evaluation without training: `python -m hyper_ensembles.evaluate --workdir=DIR`.
 
-Recomputes `DIR/metrics.json` through the one evaluation path (evaluator.metrics_from_predictions,
+Recomputes `DIR/metrics.json` through the one evaluation path (results.metrics_from_predictions,
 the function training uses) from what a finished run left behind:
 
 - Every set with saved predictions (`DIR/predictions/<set>.npz`) is re-scored, always all of them,
   so that one fitted temperature holds for the whole file.
 - `--sets=a,b,...` (names or shell patterns such as `corrupt_*`) adds sets: those without saved
   predictions are predicted from the latest checkpoint (the run's state restored by the training
-  code's factories, evaluated by evaluator.predict_split) and their predictions saved too;
+  code's factories, evaluated by predict.predict_split) and their predictions saved too;
   `--from_checkpoint` re-predicts the named sets even when they are saved. Sets the recorded
   config does not produce are asked for with `--override=data.<field>=<value>` (e.g.
   `--override=data.corruptions=all --sets='corrupt_*'`); fields that change the train /
@@ -41,8 +41,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from hyper_ensembles.data import ood
-from hyper_ensembles.evaluation import evaluator
-from hyper_ensembles.maths import calibration
+from hyper_ensembles.evaluation import predict
+from hyper_ensembles.evaluation import results as results_lib
 from hyper_ensembles.runs import cli, overrides
 from hyper_ensembles.runs import workdir as workdir_lib
 from hyper_ensembles.training import setup
@@ -97,7 +97,7 @@ def _restore(config: ml_collections.ConfigDict, workdir: str, dataset):
   if int(state.step) < parts.total_steps:
     logging.warning('%s: the latest checkpoint is at step %d of %d; the run is not finished',
                     workdir, int(state.step), parts.total_steps)
-  return evaluator.make_eval_step(parts.method, parts.mesh), state, parts.mesh
+  return predict.make_eval_step(parts.method, parts.mesh), state, parts.mesh
 
 
 def _expand(patterns: list[str], available: list[str]) -> tuple[list[str], list[str]]:
@@ -143,9 +143,9 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
     raise FileNotFoundError(f'Workdir {workdir} does not exist')
   config = run_config(workdir, data_overrides)
   if temperature_scaling is None:
-    mode = calibration.config_mode(config)
+    mode = results_lib.config_mode(config)
   else:
-    mode = calibration.check_mode('' if temperature_scaling in OFF else temperature_scaling)
+    mode = results_lib.check_mode('' if temperature_scaling in OFF else temperature_scaling)
   pipeline = config.method in PIPELINE_METHODS
   saved = workdir_lib.saved_prediction_sets(workdir)
   patterns = [p.strip() for p in sets or [] if p.strip()]
@@ -168,7 +168,7 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
     from hyper_ensembles.data.registry import load_dataset
     _checkpoint_dir(workdir)  # before loading any data
     dataset = load_dataset(config.dataset, config.data)
-    splits = evaluator.eval_sets(dataset)
+    splits = predict.eval_sets(dataset)
     new, still_unmatched = _expand(unmatched, list(splits))
     if still_unmatched:
       raise ValueError(
@@ -182,8 +182,8 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
                      f'{", ".join(saved)}')
 
   names = list(dict.fromkeys([*saved, *requested]))
-  if mode and calibration.FIT_SET not in names:
-    names.append(calibration.FIT_SET)
+  if mode and results_lib.FIT_SET not in names:
+    names.append(results_lib.FIT_SET)
   if any(ood.is_ood_set(n) for n in names) and 'test' not in names:
     names.append('test')
   to_predict = [n for n in names if n not in saved or (from_checkpoint and n in requested)]
@@ -197,7 +197,7 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
     eval_step, state, mesh = restored
     for name in to_predict:
       logging.info('Predicting %s from the checkpoint (%d examples)', name, len(splits[name]))
-      predictions[name] = evaluator.predict_split(
+      predictions[name] = predict.predict_split(
           eval_step, state, splits[name], config.eval_batch_size, mesh, config.max_eval_examples)
       workdir_lib.write_predictions(workdir, name, *predictions[name])
     extra = {'num_params': count_params(state.params),
@@ -208,7 +208,7 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
   weights = None
   if pipeline:
     predictions, weights = _distinct_members(predictions)
-  results = evaluator.metrics_from_predictions(predictions, weights, mode)
+  results = results_lib.metrics_from_predictions(predictions, weights, mode)
   merged = merge(old, results, extra)
   merged[RECORD_KEY] = {
       'time': time.strftime('%Y-%m-%d %H:%M:%S'), 'temperature_scaling': mode,
@@ -216,7 +216,7 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
       'data_overrides': {k: list(v) if isinstance(v, tuple) else v
                          for k, v in (data_overrides or {}).items()}}
   write_with_backup(metrics_path, merged)
-  evaluator.log_results(merged)
+  results_lib.log_results(merged)
   return merged
 
 
@@ -228,15 +228,15 @@ def merge(old: dict, results: dict, extra: dict) -> dict:
   the old file (sets without predictions, num_params, baselines, ...) are kept; `extra` fills
   keys the old file lacks.
   """
-  stale = set(evaluator.corruption_aggregates(old)) | {calibration.RECORD_KEY}
-  merged = {k: v for k, v in old.items() if k not in stale and not calibration.is_tempered_key(k)}
-  fresh_aggregates = set(evaluator.corruption_aggregates(results))
+  stale = set(results_lib.corruption_aggregates(old)) | {results_lib.RECORD_KEY}
+  merged = {k: v for k, v in old.items() if k not in stale and not results_lib.is_tempered_key(k)}
+  fresh_aggregates = set(results_lib.corruption_aggregates(results))
   merged.update({k: v for k, v in results.items() if k not in fresh_aggregates})
   kept = [k for k in old if k in merged and k not in results and isinstance(old[k], dict)
           and ('nll' in old[k] or 'auroc_max_prob' in old[k])]
   if kept:
     logging.warning('Kept the old entries of %s: no saved predictions to re-score them', kept)
-  merged.update(evaluator.corruption_aggregates(merged))
+  merged.update(results_lib.corruption_aggregates(merged))
   for key, value in extra.items():
     merged.setdefault(key, value)
   return merged
@@ -267,7 +267,7 @@ def define_flags() -> dict:
           'besides the saved ones; sets without saved predictions are predicted from the '
           'checkpoint.'),
       'temperature_scaling': flags.DEFINE_enum(
-          'temperature_scaling', None, [*calibration.MODES, 'none'],
+          'temperature_scaling', None, [*results_lib.MODES, 'none'],
           "Override the run's config.evaluation.temperature_scaling."),
       'from_checkpoint': flags.DEFINE_bool(
           'from_checkpoint', False, 'Predict the --sets from the checkpoint even when saved.'),

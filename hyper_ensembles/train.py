@@ -24,8 +24,8 @@ from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
 from hyper_ensembles.data.streams import TrainStream, prefetch
-from hyper_ensembles.evaluation import evaluator
-from hyper_ensembles.maths import calibration
+from hyper_ensembles.evaluation import predict
+from hyper_ensembles.evaluation import results as results_lib
 from hyper_ensembles.runs import workdir as workdir_lib
 from hyper_ensembles.training import setup, sharding, steps
 from hyper_ensembles.training.checkpoints import Checkpointer
@@ -67,11 +67,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # A workdir of another config is refused first; a new workdir's config is recorded only after
   # validation below, so a run rejected for bad input leaves no config.json to conflict with.
   workdir_lib.check_workdir(workdir, config)
-  temperature_scaling = calibration.config_mode(config)  # a bad mode fails now, not after training
+  temperature_scaling = results_lib.config_mode(config)  # a bad mode fails now, not after training
   parts = setup.build_run(config)
   stream = TrainStream(parts.dataset.train, config.batch_size, parts.method.num_data_orders,
                        config.seed, rows=sharding.process_rows(config.batch_size))
-  resuming = workdir_lib.prepare_workdir(workdir, config)
+  resuming = workdir_lib.prepare_workdir(workdir, config,
+                                         is_writer=jax.process_index() == 0)
   state, tx, schedule = setup.init_state(parts)
   checkpointer = setup.open_checkpointer(config, workdir)
   state = _restore_or_start(state, checkpointer, workdir, resuming)
@@ -82,7 +83,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     return workdir_lib.read_json(metrics_path)
 
   loop = _Loop(parts=parts, writer=_open_writer(parts, workdir, state), checkpointer=checkpointer,
-               schedule=schedule, eval_step=evaluator.make_eval_step(parts.method, parts.mesh),
+               schedule=schedule, eval_step=predict.make_eval_step(parts.method, parts.mesh),
                temperature_scaling=temperature_scaling)
   end_step = parts.total_steps
   if stop_after_steps is not None:
@@ -96,7 +97,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   results = loop.final_evaluation(state, workdir)
   loop.writer.flush()
   checkpointer.close()
-  evaluator.log_results(results)
+  results_lib.log_results(results)
   return results
 
 
@@ -152,7 +153,7 @@ class _Loop:
   writer: metric_writers.MetricWriter
   checkpointer: Checkpointer
   schedule: optax.Schedule
-  eval_step: Callable  # evaluator.make_eval_step's jitted prediction
+  eval_step: Callable  # predict.make_eval_step's jitted prediction
   temperature_scaling: str
 
   def train(self, state: TrainState, stream: TrainStream, tx: optax.GradientTransformation,
@@ -201,11 +202,11 @@ class _Loop:
 
   def _evaluate_validation(self, state: TrainState, done: int) -> None:
     config = self.parts.config
-    results, _ = evaluator.evaluate(
+    results, _ = predict.evaluate(
         self.eval_step, state, {'validation': self.parts.dataset.validation},
         config.eval_batch_size, self.parts.mesh, config.max_eval_examples,
         self.temperature_scaling)
-    self.writer.write_scalars(done, evaluator.scalar_summaries(results))
+    self.writer.write_scalars(done, results_lib.scalar_summaries(results))
 
   def _save(self, state: TrainState, clock: tuple[float, float]) -> TrainState:
     """Checkpoints `state` with the wall-clock seconds trained so far (`clock`: the time this
@@ -223,12 +224,12 @@ class _Loop:
   def final_evaluation(self, state: TrainState, workdir: str) -> dict:
     """Evaluates every set, writes metrics.json and the predictions (process 0); returns it."""
     config, method = self.parts.config, self.parts.method
-    results, predictions = evaluator.evaluate(
-        self.eval_step, state, evaluator.eval_sets(self.parts.dataset), config.eval_batch_size,
+    results, predictions = predict.evaluate(
+        self.eval_step, state, predict.eval_sets(self.parts.dataset), config.eval_batch_size,
         self.parts.mesh, config.max_eval_examples, self.temperature_scaling)
     results['num_params'] = count_params(state.params)
     results['train_seconds'] = float(state.train_seconds)
-    self.writer.write_scalars(self.parts.total_steps, evaluator.scalar_summaries(
+    self.writer.write_scalars(self.parts.total_steps, results_lib.scalar_summaries(
         {k: v for k, v in results.items() if isinstance(v, dict)}))
     learned = method.final_hyperparameters(state)
     if learned is not None:

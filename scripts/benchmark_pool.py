@@ -30,7 +30,8 @@ from absl import app, flags, logging
 
 from configs import default
 from hyper_ensembles import hyper_deep, train
-from hyper_ensembles.launching import launch
+from hyper_ensembles.launching import jobs as jobs_lib
+from hyper_ensembles.launching import registry
 from hyper_ensembles.runs import workdir as workdir_lib
 
 _POOL_SIZE = flags.DEFINE_integer('pool_size', 16, 'κ, the number of settings.')
@@ -68,10 +69,10 @@ def time_runs(config, workdir: str, runs) -> tuple[float, float]:
 def time_ray(config, workdir: str, runs, concurrent: int) -> tuple[float, float]:
   """(wall-clock seconds, summed training-loop seconds) to train `runs` on a Ray started here."""
   t0 = time.perf_counter()
-  jobs = [launch.Job(name=run.workdir, workdir=os.path.join(workdir, run.workdir),
-                     config=hyper_deep.run_config(config, run)) for run in runs]
-  options = launch.LaunchOptions(launcher='ray', max_concurrent=concurrent)
-  with launch.create(options, echo=lambda message: None) as launcher:
+  jobs = [jobs_lib.Job(name=run.workdir, workdir=os.path.join(workdir, run.workdir),
+                         config=hyper_deep.run_config(config, run)) for run in runs]
+  options = jobs_lib.LaunchOptions(launcher='ray', max_concurrent=concurrent)
+  with registry.create(options, echo=lambda message: None) as launcher:
     outcomes = launcher.run(jobs)
   return time.perf_counter() - t0, sum(o.metrics['train_seconds'] for o in outcomes)
 

@@ -16,7 +16,7 @@ Each stage's runs can go in parallel on Ray instead of one after another in this
     python scripts/hyper_deep_ensemble.py --config=... --workdir=DIR --launcher=ray \
         [--max_concurrent=2] [--ray_address=auto --gpus_per_run=1]
 
-(hyper_ensembles/launching/launch.py). The launcher is not part of the config: a DIR started with
+(hyper_ensembles/launching/registry.py). The launcher is not part of the config: a DIR started with
 one
 launcher resumes with the other. A failed run is reported with its workdir and log after the
 stage's other runs finish, and the pipeline stops there with status 1; re-running resumes it.
@@ -34,14 +34,14 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from hyper_ensembles import hyper_deep
-from hyper_ensembles.launching import launch
+from hyper_ensembles.launching import jobs, registry
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config, e.g. configs/default.py:method=hyper_deep,arch=mlp',
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The pipeline directory DIR.')
 _UNTIL = flags.DEFINE_enum('until', None, hyper_deep.STAGES, 'Stop after this stage.')
-_LAUNCH = launch.define_flags()
+_LAUNCH = registry.define_flags()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -51,8 +51,8 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   try:
     metrics = hyper_deep.run_pipeline(_CONFIG.value, _WORKDIR.value, until=_UNTIL.value,
-                                      launcher=launch.options_from_flags(_LAUNCH))
-  except launch.RunsFailedError as e:
+                                      launcher=registry.options_from_flags(_LAUNCH))
+  except jobs.RunsFailedError as e:
     sys.exit(str(e))
   if metrics:
     rows = [('hyper_deep', metrics), *metrics.get('baselines', {}).items()]

@@ -6,13 +6,14 @@
       [--tempered] [--metrics=nll,accuracy,ece]
 
 `reliability` reads `DIR/predictions/<set>.npz` and `validation.npz`: left the raw ensemble, right
-the ensemble after temperature scaling fitted on validation (calibration.py, the mode of the run's
-config unless given); bars are the accuracy per confidence bin (calibration.reliability_bins),
-the red part the gap to the diagonal, the panel below the number of examples per bin.
+the ensemble after temperature scaling fitted on validation (maths/temperature.py, the mode of
+the run's config unless given); bars are the accuracy per confidence bin
+(metrics.reliability_bins), the red part the gap to the diagonal, the panel below the number of
+examples per bin.
 
 `shift` (the paper's Fig. 3) reads each run's metrics.json: x is the corruption severity, 0 the
 clean test set, and one box per severity and run label shows the spread over corruption types
-(evaluator.metric_by_severity). RUNs are directories or glob patterns; runs with the same label
+(results.metric_by_severity). RUNs are directories or glob patterns; runs with the same label
 (e.g. the seeds of one method, `--label_by=method`) are pooled into one box.
 """
 
@@ -36,9 +37,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
-from hyper_ensembles.evaluation import evaluator  # noqa: E402
-from hyper_ensembles.maths import calibration  # noqa: E402
+from hyper_ensembles.evaluation import results as results_lib  # noqa: E402
 from hyper_ensembles.maths import metrics as metrics_lib  # noqa: E402
+from hyper_ensembles.maths import temperature  # noqa: E402
 from hyper_ensembles.runs import workdir as workdir_lib  # noqa: E402
 
 METRIC_LABELS = {'nll': 'NLL', 'accuracy': 'accuracy', 'ece': 'ECE', 'brier': 'Brier'}
@@ -56,17 +57,17 @@ def plot_reliability(workdir: str, eval_set: str, out: str, mode: str | None, nu
                      ) -> None:
   logits, labels = workdir_lib.read_predictions(workdir, eval_set)
   if mode is None:
-    mode = calibration.config_mode(workdir_lib.read_config(workdir)) or calibration.DEFAULT_MODE
-  temperatures = calibration.fit_temperatures(
-      *workdir_lib.read_predictions(workdir, calibration.FIT_SET), mode)
+    mode = results_lib.config_mode(workdir_lib.read_config(workdir)) or results_lib.DEFAULT_MODE
+  temperatures = temperature.fit_temperatures(
+      *workdir_lib.read_predictions(workdir, results_lib.FIT_SET), mode)
   panels = [('raw', logits), (f'temperature scaled ({mode}, T = '
                               f'{", ".join(f"{t:.2f}" for t in np.unique(temperatures))})',
-                              calibration.apply_temperatures(logits, temperatures))]
+                              temperature.apply_temperatures(logits, temperatures))]
   fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True,
                            gridspec_kw={'height_ratios': [3, 1]})
   for column, (title, z) in enumerate(panels):
     probs = metrics_lib.ensemble_probs(z)
-    bins = calibration.reliability_bins(probs, labels, num_bins)
+    bins = metrics_lib.reliability_bins(probs, labels, num_bins)
     centres = (bins['edges'][:-1] + bins['edges'][1:]) / 2
     width = 1.0 / num_bins
     filled = bins['count'] > 0  # empty bins get no bars
@@ -104,7 +105,7 @@ def _runs(patterns: list[str]) -> list[str]:
 
 def plot_shift(runs: list[str], out: str, label_by: str, metric_keys: list[str], tempered: bool
                ) -> None:
-  suffix = calibration.SUFFIX if tempered else ''
+  suffix = results_lib.SUFFIX if tempered else ''
   by_label: dict[str, list[dict]] = {}
   for run in runs:
     with open(os.path.join(run, workdir_lib.METRICS_FILE)) as f:
@@ -122,7 +123,7 @@ def plot_shift(runs: list[str], out: str, label_by: str, metric_keys: list[str],
     for i, label in enumerate(labels):
       pooled: dict[int, list[float]] = {}
       for metrics in by_label[label]:
-        for severity, values in evaluator.metric_by_severity(metrics, key, suffix).items():
+        for severity, values in results_lib.metric_by_severity(metrics, key, suffix).items():
           pooled.setdefault(severity, []).extend(values)
       if not pooled:
         continue
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
   rel.add_argument('--workdir', required=True)
   rel.add_argument('--set', default='test')
   rel.add_argument('--out', help='PNG path (default: DIR/reliability_<set>.png)')
-  rel.add_argument('--temperature_scaling', choices=calibration.MODES)
+  rel.add_argument('--temperature_scaling', choices=temperature.MODES)
   rel.add_argument('--bins', type=int, default=15)
   shift = sub.add_parser('shift', help='NLL / accuracy / ECE per corruption severity')
   shift.add_argument('runs', nargs='+')

@@ -22,7 +22,7 @@ DIR. With `--sweep_file` any list of overrides runs the same way. The `--config`
 `--config.<key>=<value>` overrides, given in the `=` form) must be the pipeline's own: they are
 forwarded to every command.
 
-`--launcher=ray` (hyper_ensembles/launching/launch.py, ray_launcher.py) trains each run as a
+`--launcher=ray` (hyper_ensembles/launching/registry.py, ray_launcher.py) trains each run as a
 subprocess in its
 own directory, which also gets the run's launch.log. A failed run is reported with its workdir and
 log while the others go on, and the sweep then exits with status 1; re-running it skips the runs
@@ -42,7 +42,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from hyper_ensembles import hyper_deep
-from hyper_ensembles.launching import launch
+from hyper_ensembles.launching import jobs as jobs_lib
+from hyper_ensembles.launching import registry
 from hyper_ensembles.runs import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -56,7 +57,7 @@ _RUN = flags.DEFINE_bool('run', False, 'Run the entries here, one after another.
 _ONLY = flags.DEFINE_list('only', None, 'Indices of the entries to print or run (default all).')
 _STAGES = flags.DEFINE_list('stages', None, 'Only entries of these stages (pool, fixed_init, ...).')
 _PYTHON = flags.DEFINE_string('python', 'python', 'Interpreter in the printed command lines.')
-_LAUNCH = launch.define_flags()
+_LAUNCH = registry.define_flags()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -108,17 +109,17 @@ def select_entries(entries: list[dict], only: list[str] | None, stages: list[str
 
 
 def run_entries(config, workdir: str, entries: list[tuple[int, dict]],
-                options: launch.LaunchOptions | None = None) -> list[launch.Outcome]:
+                options: jobs_lib.LaunchOptions | None = None) -> list[jobs_lib.Outcome]:
   """Trains each entry in its directory with the launcher `options` names (local when None).
 
   Finished runs are skipped and unfinished ones resume (train.py). The local launcher stops at the
-  first error; the Ray one trains the others and then raises launch.RunsFailedError.
+  first error; the Ray one trains the others and then raises jobs_lib.RunsFailedError.
   """
-  jobs = [launch.Job(name=f'[{i}] {entry["workdir"]}',
-                     workdir=os.path.join(workdir, entry['workdir']),
-                     config=hyper_deep.apply_overrides(config, entry['overrides']))
+  jobs = [jobs_lib.Job(name=f'[{i}] {entry["workdir"]}',
+                         workdir=os.path.join(workdir, entry['workdir']),
+                         config=hyper_deep.apply_overrides(config, entry['overrides']))
           for i, entry in entries]
-  with launch.create(options, echo=lambda message: print(message, flush=True)) as launcher:
+  with registry.create(options, echo=lambda message: print(message, flush=True)) as launcher:
     return launcher.run(jobs)
 
 
@@ -136,8 +137,8 @@ def main(argv):
       print(command_line(entry, _WORKDIR.value, base_args, _PYTHON.value))
   if _RUN.value:
     try:
-      run_entries(_CONFIG.value, _WORKDIR.value, entries, launch.options_from_flags(_LAUNCH))
-    except launch.RunsFailedError as e:
+      run_entries(_CONFIG.value, _WORKDIR.value, entries, registry.options_from_flags(_LAUNCH))
+    except jobs_lib.RunsFailedError as e:
       sys.exit(str(e))
 
 

@@ -21,7 +21,7 @@ from configs import resnet20 as resnet20_config
 from hyper_ensembles.data import cifar, corrupted, ood, registry
 from hyper_ensembles.data.dataset import DatasetInfo
 from hyper_ensembles.data.preprocess import crop_flip, normalize, preprocess
-from hyper_ensembles.evaluation import evaluator
+from hyper_ensembles.evaluation import results as results_lib
 
 
 def data_config(**overrides) -> ml_collections.ConfigDict:
@@ -241,7 +241,7 @@ def test_ood_metrics_against_test_and_corruption_aggregates():
   for severity, scale in ((1, 1.0), (2, 0.5)):
     for t, shift in (('fog', 0.0), ('frost', 1.0)):
       predictions[corrupted.set_name(t, severity)] = (confident * scale + shift, labels)
-  results = evaluator.metrics_from_predictions(predictions)
+  results = results_lib.metrics_from_predictions(predictions)
   o = results['ood_svhn_cropped']
   assert set(o) == {'num_examples', 'auroc_max_prob', 'aupr_max_prob', 'fpr_at_95_tpr_max_prob',
                     'auroc_entropy', 'aupr_entropy', 'fpr_at_95_tpr_entropy'}
@@ -259,7 +259,7 @@ def test_ood_metrics_against_test_and_corruption_aggregates():
                              np.mean([v['accuracy'] for v in everything]))
   assert results['corrupt_mean']['num_sets'] == 4
   with pytest.raises(ValueError, match='test set'):
-    evaluator.metrics_from_predictions({'ood_svhn_cropped': (flat, labels)})
+    results_lib.metrics_from_predictions({'ood_svhn_cropped': (flat, labels)})
 
 
 # --- end-to-end smoke on the tiny ResNet -----------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hyper_ensembles import evaluate, train
-from hyper_ensembles.evaluation import evaluator
+from hyper_ensembles.evaluation import results as results_lib
 from hyper_ensembles.runs import workdir as workdir_lib
 from tests.conftest import REPO_ROOT, smoke_config, subprocess_env
 
@@ -110,7 +110,7 @@ def test_pipeline_directory_from_saved_predictions(tmp_path):
   workdir_lib.write_json(os.path.join(workdir, 'metrics.json'),
                          {'num_params': 7, 'train_seconds': 1.0, 'baselines': {'x': 1}})
   result = evaluate.evaluate_workdir(workdir)
-  expected = evaluator.metrics_from_predictions(distinct, [1.0, 2.0])
+  expected = results_lib.metrics_from_predictions(distinct, [1.0, 2.0])
   _assert_close(result['test'], expected['test'])
   _assert_close(result['test_tempered'], expected['test_tempered'])
   assert result['baselines'] == {'x': 1} and result['num_params'] == 7

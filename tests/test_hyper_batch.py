@@ -23,7 +23,7 @@ import pytest
 from hyper_ensembles import train
 from hyper_ensembles.data.preprocess import preprocess
 from hyper_ensembles.data.streams import TrainStream
-from hyper_ensembles.evaluation import evaluator
+from hyper_ensembles.evaluation import predict
 from hyper_ensembles.maths import log_uniform as hp
 from hyper_ensembles.methods.hyper_batch import HyperBatchEnsemble, SelfTuningNetwork
 from hyper_ensembles.methods.registry import create_method, get_method_class
@@ -157,7 +157,7 @@ def test_prediction_at_the_mean_and_with_extra_samples(setup):
   # The run's own evaluation step and batch size, so the compiled program is shared with it.
   images = dataset.test.images[:setup['config'].eval_batch_size]
   n = len(images)
-  predict_mean = evaluator.make_eval_step(method, setup['mesh'])
+  predict_mean = predict.make_eval_step(method, setup['mesh'])
   sampled = create_method(smoke_config('hyper_batch', 'mlp', hyper__eval_samples=3),
                           dataset.info, dataset.num_train)
   predict_sampled = jax.jit(sampled.predict)

@@ -17,7 +17,7 @@ import pytest
 from configs import default
 from hyper_ensembles import hyper_deep, train
 from hyper_ensembles.data.registry import load_dataset
-from hyper_ensembles.evaluation import evaluator
+from hyper_ensembles.evaluation import results as results_lib
 from hyper_ensembles.maths import metrics as metrics_lib
 from hyper_ensembles.runs import workdir as workdir_lib
 from tests.conftest import checkpoint_params, stage_actions
@@ -164,7 +164,7 @@ def test_final_metrics_come_from_the_retrained_members(pipeline):
           os.path.join(workdir, m['retrained']['run']), name)
       logits.append(run_logits[m['retrained']['index']])
     predictions[name] = (np.stack(logits), labels)
-  expected = evaluator.metrics_from_predictions(predictions, weights)
+  expected = results_lib.metrics_from_predictions(predictions, weights)
   for name in ('validation', 'test'):
     assert metrics[name]['nll'] == pytest.approx(expected[name]['nll'], rel=1e-6)
   # Selection stayed on the held-out predictions of the originals.

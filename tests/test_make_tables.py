@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from hyper_ensembles.evaluation import evaluator
+from hyper_ensembles.evaluation import results as results_lib
 from hyper_ensembles.runs import workdir as workdir_lib
 from tests.conftest import REPO_ROOT
 
@@ -42,7 +42,7 @@ def runs(tmp_path):
     for s in (1, 2):
       for t in ('fog', 'snow'):
         metrics[f'corrupt_{t}_{s}'] = {'nll': nll[seed] * (1 + s), 'accuracy': 0.5, 'ece': 0.1}
-    metrics.update(evaluator.corruption_aggregates(metrics))
+    metrics.update(results_lib.corruption_aggregates(metrics))
     _write_run(tmp_path / 'root' / f'deep_{seed}',
                {'method': 'deep', 'arch': 'wrn28_10', 'dataset': 'cifar10', 'seed': seed},
                metrics)
@@ -95,7 +95,7 @@ def test_configs_that_differ_are_separate_rows(runs):
 def test_metric_by_severity_and_plots(runs, tmp_path):
   root = runs[0] / 'root'
   metrics = workdir_lib.read_json(str(root / 'deep_0' / 'metrics.json'))
-  by_severity = evaluator.metric_by_severity(metrics, 'nll')
+  by_severity = results_lib.metric_by_severity(metrics, 'nll')
   assert sorted(by_severity) == [0, 1, 2] and len(by_severity[2]) == 2
   assert by_severity[0] == [metrics['test']['nll']]
   plots = _script('plot_evaluation')

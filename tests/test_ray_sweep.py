@@ -1,5 +1,5 @@
-"""Tests for the launchers (hyper_ensembles/launching/launch.py, ray_launcher.py, ray_task.py) and
-sweep.py.
+"""Tests for the launchers (hyper_ensembles/launching/: jobs.py, local.py, registry.py,
+ray_launcher.py, ray_task.py) and sweep.py.
 
 One sweep of four smoke runs (MLP, digits; their own seeds and L2) is trained twice: by the local
 launcher in this process, and by `scripts/sweep.py --run --launcher=ray --max_concurrent=2` (a Ray
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from hyper_ensembles import hyper_deep
-from hyper_ensembles.launching import launch
+from hyper_ensembles.launching import jobs, local, registry
 from hyper_ensembles.runs import workdir as workdir_lib
 from tests.conftest import smoke_config, subprocess_env
 
@@ -32,8 +32,8 @@ ENTRIES = [{'workdir': f'run_{i}', 'stage': 'pool',
 BAD = {'workdir': 'bad', 'stage': 'pool', 'overrides': {'dataset': 'no_such_dataset'}}
 
 
-def _jobs(config, workdir: str, entries) -> list[launch.Job]:
-  return [launch.Job(name=e['workdir'], workdir=os.path.join(workdir, e['workdir']),
+def _jobs(config, workdir: str, entries) -> list[jobs.Job]:
+  return [jobs.Job(name=e['workdir'], workdir=os.path.join(workdir, e['workdir']),
                      config=hyper_deep.apply_overrides(config, e['overrides'])) for e in entries]
 
 
@@ -60,9 +60,9 @@ def sweeps(tmp_path_factory):
   temp_dir = tempfile.mkdtemp(prefix='rhe', dir='/tmp')  # short: Ray's unix sockets live under it
   out = {'local_dir': local_dir, 'ray_dir': ray_dir, 'config': config}
   try:
-    out['local'] = launch.LocalLauncher().run(_jobs(config, local_dir, ENTRIES))
+    out['local'] = local.LocalLauncher().run(_jobs(config, local_dir, ENTRIES))
     out['first'] = _ray_sweep(config, ray_dir, [*ENTRIES[:2], BAD, *ENTRIES[2:]], temp_dir)
-    logs = [os.path.join(ray_dir, e['workdir'], launch.LOG_FILE) for e in ENTRIES]
+    logs = [os.path.join(ray_dir, e['workdir'], jobs.LOG_FILE) for e in ENTRIES]
     out['log_mtimes'] = [os.path.getmtime(p) for p in logs]
     out['rerun'] = _ray_sweep(config, ray_dir, ENTRIES, temp_dir)
     out['rerun_log_mtimes'] = [os.path.getmtime(p) for p in logs]
@@ -96,7 +96,7 @@ def test_ray_sweep_gives_the_sequential_metrics(sweeps):
     assert (workdir_lib.read_json(os.path.join(ray_run, workdir_lib.CONFIG_FILE))
             == workdir_lib.config_to_dict(hyper_deep.apply_overrides(sweeps['config'],
                                                                       entry['overrides'])))
-    with open(os.path.join(ray_run, launch.LOG_FILE)) as f:
+    with open(os.path.join(ray_run, jobs.LOG_FILE)) as f:
       assert 'hyper_ensembles.main' in f.read()
 
 
@@ -110,10 +110,10 @@ def test_a_failed_run_is_reported_and_the_others_finish(sweeps):
   # The report at the end names the run, its workdir and log, and the end of the log says why.
   assert '1 of 5 runs failed' in first.stderr
   assert f'workdir {bad_dir}' in first.stderr
-  assert f'log {os.path.join(bad_dir, launch.LOG_FILE)}' in first.stderr
+  assert f'log {os.path.join(bad_dir, jobs.LOG_FILE)}' in first.stderr
   assert 'no_such_dataset' in first.stderr
   for entry in ENTRIES:
-    assert launch.is_complete(os.path.join(sweeps['ray_dir'], entry['workdir']))
+    assert jobs.is_complete(os.path.join(sweeps['ray_dir'], entry['workdir']))
 
 
 def test_rerun_does_no_work(sweeps):
@@ -126,6 +126,17 @@ def test_rerun_does_no_work(sweeps):
 
 def test_launch_options_errors():
   with pytest.raises(ValueError, match=r"launcher 'slurm'; choose one of \['local', 'ray'\]"):
-    launch.LaunchOptions(launcher='slurm')
+    registry.create(jobs.LaunchOptions(launcher='slurm'))
   with pytest.raises(ValueError, match='max_concurrent must be >= 0'):
-    launch.LaunchOptions(launcher='ray', max_concurrent=-1)
+    jobs.LaunchOptions(launcher='ray', max_concurrent=-1)
+
+
+def test_ray_task_and_workdir_import_without_jax():
+  # A Ray worker imports ray_task (and through it runs/workdir.py); only the run's own subprocess
+  # may load JAX, with the thread limits and devices it was given.
+  code = ('import sys, hyper_ensembles.launching.ray_task, hyper_ensembles.runs.workdir; '
+          'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "flax")); '
+          'assert not loaded, loaded')
+  result = subprocess.run([sys.executable, '-c', code], env=subprocess_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from hyper_ensembles.maths import greedy_selection
+from hyper_ensembles.maths import greedy_selection, predictive
 
 
 def _oracle_nll(logits, labels, multiset):
@@ -156,9 +156,8 @@ def test_final_nll_matches_weighted_recomputation():
     assert sorted(multiset) == sorted(result.picks)
     expected = _oracle_nll(logits, labels, multiset)
     assert result.nll_history[-1] == pytest.approx(expected, rel=1e-10)
-    # The public weighted helper agrees with the same oracle.
-    weighted = greedy_selection.ensemble_nll_numpy(logits[list(result.members)], labels,
-    result.weights)
+    # The weighted host NLL of predictive.py agrees with the same oracle.
+    weighted = float(predictive.ensemble_nll(logits[list(result.members)], labels, result.weights))
     assert weighted == pytest.approx(expected, rel=1e-10)
 
 
@@ -232,16 +231,17 @@ def test_result_json_round_trip():
   assert greedy_selection.SelectionResult.from_json(d) == result
 
 
-def test_ensemble_nll_numpy_matches_oracle():
+def test_host_ensemble_nll_matches_oracle():
+  # predictive.ensemble_nll on float64 NumPy input: how any selected ensemble is scored.
   logits, labels = _random_pool(9, num_models=4)
-  assert greedy_selection.ensemble_nll_numpy(logits, labels) == pytest.approx(
+  assert float(predictive.ensemble_nll(logits, labels)) == pytest.approx(
       _oracle_nll(logits, labels, range(4)), rel=1e-12)
   # Integer weights act as multiplicities; zero weights drop a member.
-  assert greedy_selection.ensemble_nll_numpy(logits, labels, [2, 0, 1, 0]) == pytest.approx(
+  assert float(predictive.ensemble_nll(logits, labels, [2, 0, 1, 0])) == pytest.approx(
       _oracle_nll(logits, labels, [0, 0, 2]), rel=1e-12)
   # Extreme logits stay finite (log-space maths, no overflow).
   big = np.stack([_binary_logits(np.full(4, 0.5), np.array([0, 1, 0, 1])) + 1e4])
-  assert greedy_selection.ensemble_nll_numpy(big, np.array([0, 1, 0, 1])) == pytest.approx(
+  assert float(predictive.ensemble_nll(big, np.array([0, 1, 0, 1]))) == pytest.approx(
       np.log(2))
 
 

@@ -2,7 +2,8 @@
 
 This file owns the CIFAR facts: 32×32×3 images, 10 / 100 classes, the per-channel normalisation
 constants, and `crop_flip` augmentation (pad 4, random 32×32 crop, horizontal flip; applied on
-device to the train split only). Split (DESIGN §6): validation is the last `validation_fraction`
+device to the train split only). Split (docs/design.md §6): validation is the last
+`validation_fraction`
 (default 5 %) of the TFDS train split, unshuffled — 47 500 train / 2 500 validation / 10 000 test.
 
 Normalisation constants are the mean and population std of each channel over all pixels of the

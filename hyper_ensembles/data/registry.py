@@ -1,4 +1,4 @@
-"""Dataset names users type (DESIGN §9) → loaders, and the data config they read.
+"""Dataset names users type (docs/design.md §9) → loaders, and the data config they read.
 
 This file owns the mapping from a dataset name to the function that loads it into host memory, and
 the contract for the `data` section of the config. Every loader takes that section and returns a

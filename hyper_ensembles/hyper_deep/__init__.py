@@ -8,7 +8,7 @@ run (`train.train_and_evaluate`) whose members carry their own hyperparameters
 s + k: init, dropout and data order). So a pool member trained inside a vectorised chunk is exactly
 the single model trained alone with its seed and setting, each chunk resumes from its own
 checkpoints, and its config.json records every member's hyperparameters. Runs are handed to a
-launcher (hyper_ensembles/launching/launch.py): in this process one after another (`local`, the
+launcher (hyper_ensembles/launching/registry.py): in this process one after another (`local`, the
 default) or
 as parallel subprocesses on Ray (`ray`); a stage's runs never depend on each other.
 
@@ -106,9 +106,9 @@ from hyper_ensembles.hyper_deep.plan import (
     random_settings,
     read_settings,
 )
+from hyper_ensembles.hyper_deep.predictions import Predictions
 from hyper_ensembles.hyper_deep.retraining import retrain_runs
 from hyper_ensembles.hyper_deep.runs import (
-    Predictions,
     apply_overrides,
     ensure_run,
     is_complete,

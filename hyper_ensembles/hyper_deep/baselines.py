@@ -8,30 +8,39 @@ deep_baseline/: the default setting with K inits, exactly what `method=deep` tra
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
 
+from hyper_ensembles.hyper_deep.context import Context
 from hyper_ensembles.hyper_deep.runs import train_runs
-from hyper_ensembles.hyper_deep.selection import FIXED_INIT_HYPER_ENS, selection_stage
-
-if TYPE_CHECKING:
-  from hyper_ensembles.hyper_deep.context import Context
+from hyper_ensembles.hyper_deep.selection import FIXED_INIT_HYPER_ENS, Ensemble, selection_stage
 
 
-def run_fixed_init(ctx: Context) -> None:
+@dataclasses.dataclass(frozen=True)
+class FixedInit:
+  """The fixed-init hyper ensemble, its runs' metrics.json, and whether either was made now."""
+
+  ensemble: Ensemble
+  metrics: list[dict]
+  changed: bool
+
+
+def run_fixed_init(ctx: Context) -> FixedInit | None:
+  """None when the baseline is off."""
   if not ctx.plan.fixed_init:
     ctx.log.record('fixed_init', False, disabled=True)
-    return
-  ctx.fixed_metrics, trained = train_runs(ctx, ctx.plan.fixed_init)
+    return None
+  metrics, trained = train_runs(ctx, ctx.plan.fixed_init)
   fixed_members = tuple(m for run in ctx.plan.fixed_init for m in run.members)
-  ctx.fixed_ens, ran = selection_stage(ctx, FIXED_INIT_HYPER_ENS, fixed_members, bool(trained))
-  ctx.changed |= ran or bool(trained)
+  ensemble, ran = selection_stage(ctx, FIXED_INIT_HYPER_ENS, fixed_members, bool(trained))
   ctx.log.record('fixed_init', bool(trained) or ran, trained=trained)
+  return FixedInit(ensemble=ensemble, metrics=metrics, changed=ran or bool(trained))
 
 
-def run_deep_baseline(ctx: Context) -> None:
+def run_deep_baseline(ctx: Context) -> tuple[dict | None, bool]:
+  """(The deep baseline's metrics.json, whether it was trained now); (None, False) when off."""
   if ctx.plan.deep_baseline is None:
     ctx.log.record('deep_baseline', False, disabled=True)
-    return
-  (ctx.deep_metrics,), trained = train_runs(ctx, [ctx.plan.deep_baseline])
-  ctx.changed |= bool(trained)
+    return None, False
+  (metrics,), trained = train_runs(ctx, [ctx.plan.deep_baseline])
   ctx.log.record('deep_baseline', bool(trained), trained=trained)
+  return metrics, bool(trained)

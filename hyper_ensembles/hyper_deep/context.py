@@ -1,7 +1,8 @@
-"""What the stages of one pipeline invocation share: inputs, the stage log, and their results.
+"""What every stage of one pipeline invocation reads: its inputs, the launcher and the stage log.
 
-Each stage reads the results of the stages before it from the `Context` and adds its own; the
-stage log (DIR/stages.jsonl) records whether it ran or was skipped.
+A `Context` is read-only: each stage takes it with the results of earlier stages as arguments and
+returns its own (pipeline.py threads them); the stage log (DIR/stages.jsonl) records whether each
+stage ran or was skipped.
 """
 
 from __future__ import annotations
@@ -10,17 +11,14 @@ import dataclasses
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ml_collections
 from absl import logging
 
-from hyper_ensembles.launching import launch
-
-if TYPE_CHECKING:
-  from hyper_ensembles.hyper_deep.plan import Member, Plan, Run, Settings
-  from hyper_ensembles.hyper_deep.runs import Predictions
-  from hyper_ensembles.hyper_deep.selection import Ensemble
+from hyper_ensembles.hyper_deep.plan import Plan, Settings
+from hyper_ensembles.hyper_deep.predictions import Predictions
+from hyper_ensembles.launching.jobs import Launcher
 
 STAGE_LOG_FILE = 'stages.jsonl'
 
@@ -53,32 +51,18 @@ def read_stage_log(workdir: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Context:
-  """One invocation of the pipeline. `changed`: some stage recomputed an input of later ones."""
+  """One invocation of the pipeline: what no stage changes."""
 
   config: ml_collections.ConfigDict
   workdir: str
   settings: Settings
   plan: Plan
-  launcher: launch.Launcher
+  launcher: Launcher
   is_main: bool
   log: StageLog
   predictions: Predictions
-  changed: bool = False
-  # What the stages produce, in order.
-  pool_metrics: list[dict] = dataclasses.field(default_factory=list)
-  pool_members: tuple[Member, ...] = ()
-  hyper_ens: Ensemble | None = None
-  hyper_deep: Ensemble | None = None
-  strat_metrics: list[dict] = dataclasses.field(default_factory=list)
-  retrain_plan: tuple[Run, ...] = ()
-  twins: dict[tuple[int, int], Member] = dataclasses.field(default_factory=dict)
-  retrain_metrics: list[dict] = dataclasses.field(default_factory=list)
-  fixed_ens: Ensemble | None = None
-  fixed_metrics: list[dict] = dataclasses.field(default_factory=list)
-  deep_metrics: dict | None = None
-  metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def ensemble_size(self) -> int:

@@ -1,4 +1,8 @@
-"""The hyper-deep pipeline: plan, then each stage in order (the stage contract: __init__.py)."""
+"""The hyper-deep pipeline: plan, then each stage in order (the stage contract: __init__.py).
+
+Each stage takes the read-only `Context` and the results of the stages before it, and returns its
+own; `changed` (some stage recomputed an input of later ones) is threaded the same way.
+"""
 
 from __future__ import annotations
 
@@ -17,24 +21,16 @@ from hyper_ensembles.hyper_deep import (
 )
 from hyper_ensembles.hyper_deep.context import Context, StageLog
 from hyper_ensembles.hyper_deep.plan import plan_pipeline
-from hyper_ensembles.hyper_deep.runs import Predictions, echo
-from hyper_ensembles.launching import launch
+from hyper_ensembles.hyper_deep.predictions import Predictions
+from hyper_ensembles.hyper_deep.runs import echo
+from hyper_ensembles.launching import jobs, registry
 
 # Stages in order; `run_pipeline(until=...)` stops after the named one.
-_STAGES = (
-    ('pool', pool.run),
-    ('select', selection.run),
-    ('stratify', stratification.run),
-    ('retrain', retraining.run),
-    ('fixed_init', baselines.run_fixed_init),
-    ('deep_baseline', baselines.run_deep_baseline),
-    ('evaluate', scoring.run),
-)
-STAGES = tuple(name for name, _ in _STAGES)
+STAGES = ('pool', 'select', 'stratify', 'retrain', 'fixed_init', 'deep_baseline', 'evaluate')
 
 
 def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *, until: str | None = None,
-                 launcher: launch.LaunchOptions | None = None) -> dict[str, Any]:
+                 launcher: jobs.LaunchOptions | None = None) -> dict[str, Any]:
   """Runs (or resumes) the hyper-deep ensemble pipeline in `workdir`.
 
   Args:
@@ -49,13 +45,41 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *, until: str 
   """
   if until is not None and until not in STAGES:
     raise ValueError(f'until must be one of {STAGES}, got {until!r}')
-  settings, plan = plan_pipeline(config, workdir)
-  is_main = jax.process_index() == 0
-  with launch.create(launcher, echo=echo) as runner:
+  # The launcher first (nothing starts until a run needs it), so a bad name fails before planning.
+  with registry.create(launcher, echo=echo) as runner:
+    settings, plan = plan_pipeline(config, workdir)
+    is_main = jax.process_index() == 0
     ctx = Context(config=config, workdir=workdir, settings=settings, plan=plan, launcher=runner,
                   is_main=is_main, log=StageLog(workdir, is_main), predictions=Predictions(workdir))
-    for name, stage in _STAGES:
-      stage(ctx)
-      if name == until:
-        return {}
-  return ctx.metrics
+    return _run_stages(ctx, until)
+
+
+def _run_stages(ctx: Context, until: str | None) -> dict[str, Any]:
+  """The stages in the order of STAGES; {} after the one `until` names."""
+  trained_pool = pool.run(ctx)
+  changed = trained_pool.trained
+  if until == 'pool':
+    return {}
+  hyper_ens, ran = selection.run(ctx, trained_pool.members, changed)
+  changed |= ran
+  if until == 'select':
+    return {}
+  stratified = stratification.run(ctx, trained_pool.members, hyper_ens, changed)
+  changed |= stratified.changed
+  if until == 'stratify':
+    return {}
+  retrained = retraining.run(ctx, stratified.ensemble.members)
+  changed |= retrained is not None and retrained.trained
+  if until == 'retrain':
+    return {}
+  fixed_init = baselines.run_fixed_init(ctx)
+  changed |= fixed_init is not None and fixed_init.changed
+  if until == 'fixed_init':
+    return {}
+  deep_metrics, deep_trained = baselines.run_deep_baseline(ctx)
+  changed |= deep_trained
+  if until == 'deep_baseline':
+    return {}
+  chosen = scoring.Chosen(pool=trained_pool, hyper_ens=hyper_ens, stratified=stratified,
+                          retrained=retrained, fixed_init=fixed_init, deep_metrics=deep_metrics)
+  return scoring.run(ctx, chosen, changed)

@@ -208,8 +208,8 @@ def plan_pipeline(config: ml_collections.ConfigDict, workdir: str) -> tuple[Sett
   the plan never depends on re-drawing random numbers the same way.
   """
   settings = read_settings(config)
-  workdir_lib.prepare_workdir(workdir, config)
   is_main = jax.process_index() == 0
+  workdir_lib.prepare_workdir(workdir, config, is_writer=is_main)
   plan_path = os.path.join(workdir, PLAN_FILE)
   if os.path.exists(plan_path):
     stored = workdir_lib.read_json(plan_path)

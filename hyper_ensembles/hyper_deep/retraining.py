@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hyper_ensembles.hyper_deep.context import Context
 from hyper_ensembles.hyper_deep.plan import Member, Run
 from hyper_ensembles.hyper_deep.runs import train_runs
 
-if TYPE_CHECKING:
-  from hyper_ensembles.hyper_deep.context import Context
+
+@dataclasses.dataclass(frozen=True)
+class Retrained:
+  """The retraining runs, each chosen member's twin keyed by `(init_seed, seed)`, the runs'
+  metrics.json, and whether any run was trained now."""
+
+  runs: tuple[Run, ...]
+  twins: dict[tuple[int, int], Member]
+  metrics: list[dict]
+  trained: bool
 
 
 def retrain_runs(members: Sequence[Member], chunk_size: int
@@ -61,12 +70,13 @@ def retrain_runs(members: Sequence[Member], chunk_size: int
   return tuple(runs), twins
 
 
-def run(ctx: Context) -> None:
+def run(ctx: Context, members: Sequence[Member]) -> Retrained | None:
+  """Retrains the hyper-deep ensemble's distinct `members`; None when retraining is off."""
   if not ctx.settings.retrain:
     ctx.log.record('retrain', False, disabled=True)
-    return
-  ctx.retrain_plan, ctx.twins = retrain_runs(ctx.hyper_deep.members, ctx.settings.chunk_size)
-  ctx.retrain_metrics, trained = train_runs(ctx, ctx.retrain_plan)
-  ctx.changed |= bool(trained)
-  ctx.log.record('retrain', bool(trained), trained=trained, runs=len(ctx.retrain_plan),
-                 members=sorted(seed for _, seed in ctx.twins))
+    return None
+  runs, twins = retrain_runs(members, ctx.settings.chunk_size)
+  metrics, trained = train_runs(ctx, runs)
+  ctx.log.record('retrain', bool(trained), trained=trained, runs=len(runs),
+                 members=sorted(seed for _, seed in twins))
+  return Retrained(runs=runs, twins=twins, metrics=metrics, trained=bool(trained))

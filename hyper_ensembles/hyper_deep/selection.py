@@ -10,15 +10,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hyper_ensembles.hyper_deep.context import Context
 from hyper_ensembles.hyper_deep.plan import Member
+from hyper_ensembles.hyper_deep.predictions import Predictions
 from hyper_ensembles.maths import greedy_selection as selection_lib
 from hyper_ensembles.runs import workdir as workdir_lib
-
-if TYPE_CHECKING:
-  from hyper_ensembles.hyper_deep.context import Context
-  from hyper_ensembles.hyper_deep.runs import Predictions
 
 SELECTION_DIR = 'selection'
 
@@ -92,9 +90,10 @@ def selection_stage(ctx: Context, name: str, pool: Sequence[Member], inputs_chan
   return ensemble, True
 
 
-def run(ctx: Context) -> None:
-  """Greedy selection over the random search: the hyper ensemble."""
-  ctx.hyper_ens, ran = selection_stage(ctx, HYPER_ENS, ctx.pool_members, ctx.changed)
-  ctx.changed |= ran
-  ctx.log.record('select', ran, members=[m.seed for m in ctx.hyper_ens.members],
-                 counts=list(ctx.hyper_ens.result.counts))
+def run(ctx: Context, pool_members: Sequence[Member], inputs_changed: bool
+        ) -> tuple[Ensemble, bool]:
+  """Greedy selection over the random search: (the hyper ensemble, whether it was selected now)."""
+  hyper_ens, ran = selection_stage(ctx, HYPER_ENS, pool_members, inputs_changed)
+  ctx.log.record('select', ran, members=[m.seed for m in hyper_ens.members],
+                 counts=list(hyper_ens.result.counts))
+  return hyper_ens, ran

@@ -7,17 +7,25 @@ greedy selection over these ≤ K² networks: the hyper-deep ensemble.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import ml_collections
 
-from hyper_ensembles.hyper_deep.plan import Plan, Run, Settings, population_runs
+from hyper_ensembles.hyper_deep.context import Context
+from hyper_ensembles.hyper_deep.plan import Member, Plan, Run, Settings, population_runs
 from hyper_ensembles.hyper_deep.runs import train_runs
-from hyper_ensembles.hyper_deep.selection import HYPER_DEEP, selection_stage
+from hyper_ensembles.hyper_deep.selection import HYPER_DEEP, Ensemble, selection_stage
 
-if TYPE_CHECKING:
-  from hyper_ensembles.hyper_deep.context import Context
+
+@dataclasses.dataclass(frozen=True)
+class Stratified:
+  """The hyper-deep ensemble, the metrics.json of the extra-init runs, and whether either was
+  (re)made now."""
+
+  ensemble: Ensemble
+  metrics: list[dict]
+  changed: bool
 
 
 def stratify_runs(config: ml_collections.ConfigDict, settings: Settings, plan: Plan,
@@ -35,23 +43,23 @@ def stratify_runs(config: ml_collections.ConfigDict, settings: Settings, plan: P
   return out
 
 
-def run(ctx: Context) -> None:
+def run(ctx: Context, pool_members: Sequence[Member], hyper_ens: Ensemble, inputs_changed: bool
+        ) -> Stratified:
   if not ctx.settings.stratify:
-    ctx.hyper_deep = ctx.hyper_ens
     ctx.log.record('stratify', False, disabled=True)
-    return
-  pool_members = ctx.pool_members
-  chosen = sorted(pool_members.index(m) for m in ctx.hyper_ens.members)
+    return Stratified(ensemble=hyper_ens, metrics=[], changed=False)
+  pool_members = tuple(pool_members)
+  chosen = sorted(pool_members.index(m) for m in hyper_ens.members)
   extra = stratify_runs(ctx.config, ctx.settings, ctx.plan, chosen)
   runs = [run for i in chosen for run in extra[i]]
-  ctx.strat_metrics, trained = train_runs(ctx, runs)
+  metrics, trained = train_runs(ctx, runs)
   stratified_pool = []
   for i in chosen:
     stratified_pool.append(pool_members[i])
     stratified_pool.extend(m for run in extra[i] for m in run.members)
-  ctx.hyper_deep, ran = selection_stage(ctx, HYPER_DEEP, stratified_pool,
-                                        ctx.changed or bool(trained))
-  ctx.changed |= ran or bool(trained)
+  hyper_deep, ran = selection_stage(ctx, HYPER_DEEP, stratified_pool,
+                                    inputs_changed or bool(trained))
   ctx.log.record('stratify', bool(trained) or ran, trained=trained,
-                 members=[m.seed for m in ctx.hyper_deep.members],
-                 counts=list(ctx.hyper_deep.result.counts))
+                 members=[m.seed for m in hyper_deep.members],
+                 counts=list(hyper_deep.result.counts))
+  return Stratified(ensemble=hyper_deep, metrics=metrics, changed=ran or bool(trained))

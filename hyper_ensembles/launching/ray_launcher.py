@@ -23,7 +23,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hyper_ensembles.launching import launch, ray_task
+from hyper_ensembles.launching import jobs as jobs_lib
+from hyper_ensembles.launching import ray_task
 from hyper_ensembles.runs import workdir as workdir_lib
 
 # No dashboard, no usage statistics, no log deduplication across runs (each has its own log).
@@ -60,7 +61,7 @@ def _cores() -> list[int]:
 class RayLauncher:
   """Trains jobs as Ray tasks; see the module docstring."""
 
-  def __init__(self, options: launch.LaunchOptions, echo: launch.Echo = print):
+  def __init__(self, options: jobs_lib.LaunchOptions, echo: jobs_lib.Echo = print):
     self.options = options
     self.echo = echo
     self.local = not options.ray_address
@@ -115,7 +116,7 @@ class RayLauncher:
 
   # ---- Running jobs ------------------------------------------------------------------------------
 
-  def _spec(self, job: launch.Job, slot: int) -> dict[str, Any]:
+  def _spec(self, job: jobs_lib.Job, slot: int) -> dict[str, Any]:
     env = dict(self.options.env)
     if self.local and 'JAX_COMPILATION_CACHE_DIR' not in {**os.environ, **env}:
       # Runs of one sweep compile the same programs; a persistent cache lets all but the first
@@ -123,28 +124,28 @@ class RayLauncher:
       env['JAX_COMPILATION_CACHE_DIR'] = os.path.join(self.options.temp_dir, 'jax_cache')
     return {'workdir': os.path.abspath(job.workdir),
             'config': workdir_lib.config_to_dict(job.config),
-            'log': os.path.join(os.path.abspath(job.workdir), launch.LOG_FILE),
+            'log': os.path.join(os.path.abspath(job.workdir), jobs_lib.LOG_FILE),
             'threads': self.threads, 'env': env,
             'cpus': self.slot_cpus[slot] if self.slot_cpus else None}
 
-  def _outcome(self, job: launch.Job, result: dict[str, Any]) -> launch.Outcome:
-    log = os.path.join(job.workdir, launch.LOG_FILE)
+  def _outcome(self, job: jobs_lib.Job, result: dict[str, Any]) -> jobs_lib.Outcome:
+    log = os.path.join(job.workdir, jobs_lib.LOG_FILE)
     status = result['status']
     if status == 'failed':
       error = result.get('error') or f'exit status {result.get("returncode")}'
       tail = result.get('tail', '').strip()
       if tail:
         error += '; the log ends:\n      ' + tail.replace('\n', '\n      ')
-      return launch.Outcome(job=job, status='failed', log=log, error=error,
+      return jobs_lib.Outcome(job=job, status='failed', log=log, error=error,
                             seconds=result.get('seconds', 0.0))
     metrics_path = os.path.join(job.workdir, workdir_lib.METRICS_FILE)
     # None when the run's node does not share this filesystem (a sweep copies directories back).
     metrics = workdir_lib.read_json(metrics_path) if os.path.exists(metrics_path) else None
-    return launch.Outcome(job=job, status=status, metrics=metrics, log=log,
+    return jobs_lib.Outcome(job=job, status=status, metrics=metrics, log=log,
                           seconds=result.get('seconds', 0.0))
 
-  def _submit_all(self, jobs: Sequence[launch.Job], pending: list[int]
-                  ) -> dict[int, launch.Outcome]:
+  def _submit_all(self, jobs: Sequence[jobs_lib.Job], pending: list[int]
+                  ) -> dict[int, jobs_lib.Outcome]:
     import ray
 
     task = ray.remote(ray_task.train_in_subprocess).options(
@@ -160,8 +161,8 @@ class RayLauncher:
       ray.wait(list(in_flight), num_returns=len(in_flight), timeout=30)
       raise
 
-  def _schedule(self, task, jobs: Sequence[launch.Job], pending: list[int],
-                in_flight: dict[Any, tuple[int, int]]) -> dict[int, launch.Outcome]:
+  def _schedule(self, task, jobs: Sequence[jobs_lib.Job], pending: list[int],
+                in_flight: dict[Any, tuple[int, int]]) -> dict[int, jobs_lib.Outcome]:
     """Keeps at most max_concurrent runs in flight, each on a free slot, until all are done."""
     import ray
 
@@ -172,7 +173,7 @@ class RayLauncher:
       while queue and len(in_flight) < limit:
         i, slot = queue.pop(0), free_slots.pop(0)
         in_flight[task.remote(self._spec(jobs[i], slot))] = (i, slot)
-        log = os.path.join(jobs[i].workdir, launch.LOG_FILE)
+        log = os.path.join(jobs[i].workdir, jobs_lib.LOG_FILE)
         self.echo(f'{jobs[i].name}: training (log {log})')
       # With a timeout: a blocking wait would not see Ctrl-C until some run finished.
       ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
@@ -188,14 +189,14 @@ class RayLauncher:
         self.echo(f'{o.job.name}: {o.status}' + (f' in {o.seconds:.1f} s' if o.seconds else ''))
     return out
 
-  def run(self, jobs: Sequence[launch.Job]) -> list[launch.Outcome]:
+  def run(self, jobs: Sequence[jobs_lib.Job]) -> list[jobs_lib.Outcome]:
     """Trains the jobs that are not complete, in parallel; raises RunsFailedError at the end."""
     t0 = time.time()
-    outcomes: dict[int, launch.Outcome] = {}
+    outcomes: dict[int, jobs_lib.Outcome] = {}
     pending = []
     for i, job in enumerate(jobs):
-      if launch.is_complete(job.workdir):
-        outcomes[i] = launch.finished_outcome(job)
+      if jobs_lib.is_complete(job.workdir):
+        outcomes[i] = jobs_lib.finished_outcome(job)
         self.echo(f'{job.name}: done')
       else:
         pending.append(i)
@@ -210,5 +211,5 @@ class RayLauncher:
     ordered = [outcomes[i] for i in range(len(jobs))]
     failed = [o for o in ordered if o.status == 'failed']
     if failed:
-      raise launch.RunsFailedError(failed, len(jobs))
+      raise jobs_lib.RunsFailedError(failed, len(jobs))
     return ordered

@@ -1,40 +1,32 @@
 """The Ray task that trains one run: a `python -m hyper_ensembles.main` subprocess, on any node.
 
-Standard library only, so a Ray worker importing it does not load JAX (the run's own process
-does, with the thread limits and devices it was given). The run is started from its own
-config.json (configs/saved.py), written here when the node does not see the driver's copy, so the
-subprocess trains exactly the config the driver checked. Its stdout and stderr go to the run's
-launch.log, appended to, never overwritten.
+No JAX (the standard library and runs/workdir.py), so a Ray worker importing it does not load it:
+the run's own process does, with the thread limits and devices it was given. The run is started
+from its own config.json (configs/saved.py), written here when the node does not see the driver's
+copy, so the subprocess trains exactly the config the driver checked. Its stdout and stderr go to
+the run's launch.log, appended to, never overwritten.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
-CONFIG_FILE = 'config.json'  # = workdir.CONFIG_FILE / METRICS_FILE (that module imports JAX)
-METRICS_FILE = 'metrics.json'
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from hyper_ensembles.runs import workdir as workdir_lib
+
+# hyper_ensembles/launching/ray_task.py → the repository root (three levels up).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _TAIL_LINES = 15
 
 
 def _is_complete(run_dir: str) -> bool:
-  return (os.path.exists(os.path.join(run_dir, METRICS_FILE))
-          and os.path.exists(os.path.join(run_dir, 'predictions', 'validation.npz')))
-
-
-def _write_config(path: str, config: dict[str, Any]) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-  with os.fdopen(fd, 'w') as f:
-    json.dump(config, f, indent=2, sort_keys=True)  # as workdir.write_json writes it
-  os.replace(tmp, path)
+  return (os.path.exists(os.path.join(run_dir, workdir_lib.METRICS_FILE))
+          and os.path.exists(os.path.join(run_dir, workdir_lib.PREDICTIONS_DIR, 'validation.npz')))
 
 
 def _environment(threads: int, pinned: bool, extra: dict[str, str]) -> dict[str, str]:
@@ -71,9 +63,9 @@ def train_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
   if _is_complete(run_dir):
     return {'status': 'done', 'host': host}
   os.makedirs(run_dir, exist_ok=True)
-  config_path = os.path.join(run_dir, CONFIG_FILE)
+  config_path = os.path.join(run_dir, workdir_lib.CONFIG_FILE)
   if not os.path.exists(config_path):
-    _write_config(config_path, spec['config'])
+    workdir_lib.write_json(config_path, spec['config'])
   command = [sys.executable, '-m', 'hyper_ensembles.main',
              f'--config={os.path.join(REPO_ROOT, "configs", "saved.py")}:{config_path}',
              f'--workdir={run_dir}']

@@ -2,13 +2,13 @@
 
 This module owns step 2 of the hyper-deep ensemble pipeline (docs/design.md §5): given the saved
 validation logits of a pool of trained models, pick a multiset of them whose averaged predictive
-has the lowest validation NLL. It is a pure numpy function over arrays: it never cares whether the
-pool was trained as one vectorised program or as separate runs, and it needs no JAX.
+has the lowest validation NLL. It is a pure NumPy function over arrays: it never cares whether the
+pool was trained as one vectorised program or as separate runs.
 
-The ensemble NLL is computed here in float64 with a log-sum-exp over members' log-softmax
-(docs/design.md §2, never averaging logits). It deliberately does not import `ensemble.py`, so that
-the
-selection can be run and tested on saved predictions alone.
+The ensemble NLL is computed in float64 on the host, from predictive.py's member log-softmax
+(docs/design.md §2, never averaging logits), kept as a running log-sum over the picks so that each
+round scores every candidate at once; the NLL of any weighted ensemble is
+predictive.ensemble_nll. Selection runs on saved predictions alone and never touches a device.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+
+from hyper_ensembles.maths import predictive
 
 # Default cap on picks per distinct member allowed, so that `max_rounds=None` always terminates
 # even in pathological pools where re-picks keep shaving off tiny amounts of NLL.
@@ -122,54 +124,10 @@ def _label_log_probs(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
   """log softmax(logits)[..., label] per model and example: `[P, N, C]` → float64 `[P, N]`.
 
   The ensemble NLL only ever reads the true label's probability, so selection works on this
-  `[P, N]` slice; the full log-softmax normaliser is still taken over all C classes.
+  `[P, N]` slice; the log-softmax normaliser is still taken over all C classes.
   """
-  shifted = logits - logits.max(axis=-1, keepdims=True)
-  log_norm = np.log(np.exp(shifted).sum(axis=-1))
-  picked = np.take_along_axis(shifted, labels[None, :, None], axis=-1)[..., 0]
-  return picked - log_norm
-
-
-def _weighted_nll(label_log_probs: np.ndarray, weights: np.ndarray) -> float:
-  """NLL of Σ_k w_k p_k from per-member label log-probs `[M, N]` and weights `[M]` (sum to 1).
-
-  Log-sum-exp over members with log-weights; zero-weight members get −inf and drop out.
-  """
-  with np.errstate(divide='ignore'):
-    log_w = np.log(weights)
-  terms = label_log_probs + log_w[:, None]
-  peak = terms.max(axis=0)
-  log_mix = peak + np.log(np.exp(terms - peak).sum(axis=0))
-  return float(-log_mix.mean())
-
-
-def ensemble_nll_numpy(logits: Any, labels: Any, weights: Any = None) -> float:
-  """Validation NLL of a (weighted) ensemble, in float64.
-
-  The ensemble predictive is p̄(y|x) = Σ_k w_k softmax(z_k(x)); its NLL is −mean_n log p̄(y_n|x_n),
-  computed as a log-sum-exp over members of log-softmax plus log-weights (never averaging logits).
-
-  Args:
-    logits: member logits `[M, N, C]`, any real dtype.
-    labels: integer labels `[N]` in `[0, C)`.
-    weights: optional non-negative member weights `[M]` (normalised here); uniform if None.
-
-  Returns:
-    The ensemble NLL as a Python float.
-  """
-  logits = _as_float64_logits(logits, 'logits')
-  num_members, num_examples, num_classes = logits.shape
-  labels = _as_labels(labels, num_examples, num_classes)
-  if weights is None:
-    weights = np.full(num_members, 1.0 / num_members)
-  else:
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (num_members,):
-      raise ValueError(f'weights must have shape [M={num_members}], got shape {weights.shape}')
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
-      raise ValueError(f'weights must be finite, non-negative and not all zero, got {weights}')
-    weights = weights / weights.sum()
-  return _weighted_nll(_label_log_probs(logits, labels), weights)
+  log_probs = predictive.member_log_probs(logits)
+  return np.take_along_axis(log_probs, labels[None, :, None], axis=-1)[..., 0]
 
 
 def greedy_selection(

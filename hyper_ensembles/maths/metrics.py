@@ -1,16 +1,16 @@
 """Host-side evaluation metrics over full prediction sets (docs/design.md §2 and §9).
 
-This module owns every number that ends up in `metrics.json`: ensemble NLL, accuracy, ECE and Brier
-score of the ensemble predictive p̄; Gibbs (weighted mean over members) NLL and accuracy; per-member
-NLL and accuracy; diversity (pairwise disagreement and KL); and the OOD-detection metrics (AUROC,
-AUPR, FPR at 95 % TPR) together with the scores they are computed from; and `mean_and_se`, how
-every results table summarises a metric over seeds.
+This module owns every number that ends up in `metrics.json`: ensemble NLL, accuracy, ECE (and the
+reliability-diagram bins it is computed from) and Brier score of the ensemble predictive p̄; Gibbs
+(weighted mean over members) NLL and accuracy; per-member NLL and accuracy; diversity (pairwise
+disagreement and KL); and the OOD-detection metrics (AUROC, AUPR, FPR at 95 % TPR) together with
+the scores they are computed from; and `mean_and_se`, how every results table summarises a metric
+over seeds.
 
-Everything is NumPy in float64, independent of JAX: it runs once per evaluation on logits gathered
-to the host (or re-loaded from `predictions/*.npz`), where precision matters more than speed.
-The maths mirrors `hyper_ensembles.maths.predictive` (probabilities are averaged, never logits) but
-is
-kept separate so that evaluation does not depend on device precision or tracing.
+Everything is NumPy in float64: it runs once per evaluation on logits gathered to the host (or
+re-loaded from `predictions/*.npz`), where precision matters more than speed. The ensemble
+predictive itself is predictive.py's (probabilities are averaged, never logits), which computes
+NumPy input in NumPy, so nothing here depends on device precision or tracing.
 
 Inputs are member logits `[M, N, C]` (any float dtype), integer labels `[N]` and optional
 non-negative member weights `[M]` (normalised here; duplicates from greedy selection act as
@@ -22,6 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from hyper_ensembles.maths import predictive
 
 # --------------------------------------------------------------------------------------------------
 # Input handling and probabilities.
@@ -48,50 +50,38 @@ def _as_labels(labels: Any, num_examples: int, num_classes: int) -> np.ndarray:
   return labels.astype(np.int64)
 
 
-def _normalised_weights(weights: Any, num_members: int) -> np.ndarray:
-  """Member weights `[M]` summing to one (uniform when `weights` is None)."""
+def _checked_weights(weights: Any, num_members: int) -> np.ndarray:
+  """Member weights `[M]` in float64, checked but not normalised (all ones when None)."""
   if weights is None:
-    return np.full((num_members,), 1.0 / num_members)
+    return np.ones((num_members,))
   weights = np.asarray(weights, dtype=np.float64)
   if weights.shape != (num_members,):
     raise ValueError(f'weights must have shape [M={num_members}], got {weights.shape}')
   if not np.all(np.isfinite(weights)) or np.any(weights < 0):
     raise ValueError(f'weights must be finite and non-negative, got {weights}')
-  total = weights.sum()
-  if total <= 0:
+  if weights.sum() <= 0:
     raise ValueError('at least one member weight must be positive')
-  return weights / total
+  return weights
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-  """log_softmax over the last axis in float64, with max subtraction so exp never overflows."""
-  logits = np.asarray(logits, dtype=np.float64)
-  shifted = logits - np.max(logits, axis=-1, keepdims=True)
-  return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
-
-
-def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
-  """logsumexp tolerating -inf entries (from zero weights) as long as one entry is finite."""
-  x_max = np.max(x, axis=axis, keepdims=True)
-  out = x_max + np.log(np.sum(np.exp(x - x_max), axis=axis, keepdims=True))
-  return np.squeeze(out, axis=axis)
+def _normalised_weights(weights: Any, num_members: int) -> np.ndarray:
+  """Member weights `[M]` summing to one (uniform when `weights` is None)."""
+  weights = _checked_weights(weights, num_members)
+  return weights / weights.sum()
 
 
 def ensemble_log_probs(logits: Any, weights: Any = None) -> np.ndarray:
   """log p̄ `[N, C]` in float64, p̄ = Σ_k w_k softmax(z_k) with w = weights / Σ weights.
 
-  Computed as logsumexp_k(log_softmax(z_k) + log w_k) so no probability is ever logged directly
-  (log 0 cannot occur; zero-weight members contribute exp(-inf) = 0).
+  predictive.ensemble_log_probs on float64 host arrays, after the checks that the traceable
+  version cannot make (finite logits, non-negative weights with a positive sum).
 
   Args:
     logits: member logits `[M, N, C]`.
     weights: optional non-negative member weights `[M]`; default uniform.
   """
   logits = _as_logits(logits)
-  w = _normalised_weights(weights, logits.shape[0])
-  with np.errstate(divide='ignore'):  # log 0 = -inf for zero weights is intended.
-    log_w = np.log(w)
-  return _logsumexp(_log_softmax(logits) + log_w[:, None, None], axis=0)
+  return predictive.ensemble_log_probs(logits, _checked_weights(weights, logits.shape[0]))
 
 
 def ensemble_probs(logits: Any, weights: Any = None) -> np.ndarray:
@@ -164,6 +154,27 @@ def calibration_bin_indices(confidences: Any, num_bins: int = 15) -> np.ndarray:
   return np.clip(idx, 0, num_bins - 1)
 
 
+def _confidence_bins(probs: Any, labels: Any, num_bins: int):
+  """The binning ECE and the reliability diagram share: per-bin sums over top-1 predictions.
+
+  Returns (probs as float64, count `[B]`, Σ correct `[B]`, Σ confidence `[B]`), with the bins of
+  `calibration_bin_indices`.
+  """
+  probs = np.asarray(probs, dtype=np.float64)
+  if probs.ndim != 2:
+    raise ValueError(f'probs must be [N, C], got shape {probs.shape}')
+  if num_bins < 1:
+    raise ValueError(f'num_bins must be >= 1, got {num_bins}')
+  labels = _as_labels(labels, *probs.shape)
+  confidences = np.max(probs, axis=-1)
+  correct = (np.argmax(probs, axis=-1) == labels).astype(np.float64)
+  bins = calibration_bin_indices(confidences, num_bins)
+  count = np.bincount(bins, minlength=num_bins)
+  sum_correct = np.bincount(bins, weights=correct, minlength=num_bins)
+  sum_conf = np.bincount(bins, weights=confidences, minlength=num_bins)
+  return probs, count, sum_correct, sum_conf
+
+
 def expected_calibration_error(probs: Any, labels: Any, num_bins: int = 15) -> float:
   """Expected calibration error Σ_b (n_b / N) |acc_b − conf_b| over top-1 confidence.
 
@@ -176,20 +187,37 @@ def expected_calibration_error(probs: Any, labels: Any, num_bins: int = 15) -> f
     labels: `[N]` integer labels.
     num_bins: number of bins (15 as in docs/design.md §2).
   """
-  probs = np.asarray(probs, dtype=np.float64)
-  if probs.ndim != 2:
-    raise ValueError(f'probs must be [N, C], got shape {probs.shape}')
-  if num_bins < 1:
-    raise ValueError(f'num_bins must be >= 1, got {num_bins}')
-  labels = _as_labels(labels, *probs.shape)
-  num_examples = probs.shape[0]
-  confidences = np.max(probs, axis=-1)
-  correct = (np.argmax(probs, axis=-1) == labels).astype(np.float64)
-  bins = calibration_bin_indices(confidences, num_bins)
-  sum_correct = np.bincount(bins, weights=correct, minlength=num_bins)
-  sum_conf = np.bincount(bins, weights=confidences, minlength=num_bins)
+  probs, _, sum_correct, sum_conf = _confidence_bins(probs, labels, num_bins)
   # |acc_b − conf_b| · n_b / N = |Σ correct − Σ conf| / N, which also needs no division by n_b.
-  return float(np.sum(np.abs(sum_correct - sum_conf)) / num_examples)
+  return float(np.sum(np.abs(sum_correct - sum_conf)) / probs.shape[0])
+
+
+def reliability_bins(probs: Any, labels: Any, num_bins: int = 15) -> dict[str, Any]:
+  """Per-bin counts, accuracy and mean top-1 confidence: the data of a reliability diagram.
+
+  The bins are exactly those of `expected_calibration_error`, and `ece` is its value, so the
+  diagram and metrics.json agree.
+
+  Args:
+    probs: `[N, C]` probabilities (e.g. `ensemble_probs`).
+    labels: `[N]` integer labels.
+    num_bins: number of bins.
+
+  Returns:
+    `edges` `[B + 1]`, `count` `[B]` (int), `accuracy` and `confidence` `[B]` (NaN for an empty
+    bin), and `ece` (a float).
+  """
+  probs, count, sum_correct, sum_conf = _confidence_bins(probs, labels, num_bins)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    accuracy = sum_correct / count
+    confidence = sum_conf / count
+  return {
+      'edges': np.arange(num_bins + 1, dtype=np.float64) / num_bins,
+      'count': count,
+      'accuracy': accuracy,
+      'confidence': confidence,
+      'ece': float(np.sum(np.abs(sum_correct - sum_conf)) / probs.shape[0]),
+  }
 
 
 def brier_score(probs: Any, labels: Any) -> float:
@@ -246,7 +274,7 @@ def average_pairwise_kl(logits: Any) -> float:
   num_members = logits.shape[0]
   if num_members < 2:
     return 0.0
-  log_p = _log_softmax(logits)
+  log_p = predictive.member_log_probs(logits)
   p = np.exp(log_p)
   total = 0.0
   for k in range(num_members):
@@ -286,7 +314,7 @@ def compute_metrics(logits: Any, labels: Any, weights: Any = None) -> dict[str, 
 
   log_p_bar = ensemble_log_probs(logits, w)
   p_bar = np.exp(log_p_bar)
-  member_log_p = _log_softmax(logits)
+  member_log_p = predictive.member_log_probs(logits)
   member_nll = [nll(member_log_p[k], labels) for k in range(num_members)]
   member_accuracy = [accuracy(logits[k], labels) for k in range(num_members)]
   active = logits[w > 0]

@@ -3,7 +3,8 @@
 Layout: `config.json` (resolved config), `checkpoints/` (orbax), TensorBoard event files,
 `metrics.json` (final numbers, docs/design.md §9), `predictions/<eval set>.npz` (member logits
 `[M, N, C]` float32 and labels `[N]`). Files are written atomically (temp file + rename) and only
-by process 0.
+by process 0: callers say whether they are it (`jax.process_index() == 0` in a multi-host run), so
+that this module, and the launchers that read a run's files, need no JAX.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import os
 import tempfile
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -56,14 +56,17 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
   return True
 
 
-def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *,
+                    is_writer: bool = True) -> bool:
   """`check_workdir`, then creates the workdir and records the config if it is new.
 
-  Returns True when the workdir already held this config (a resume).
+  `is_writer`: whether this process writes files (False on all but process 0 of a multi-host
+  run; a launcher driving runs is a single process). Returns True when the workdir already held
+  this config (a resume).
   """
   if check_workdir(workdir, config):
     return True
-  if jax.process_index() == 0:
+  if is_writer:
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))
   return False

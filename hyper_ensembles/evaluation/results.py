@@ -1,8 +1,8 @@
-"""The one evaluation path: member logits for named evaluation sets → metrics and predictions.
+"""metrics.json's results structure: every evaluation set's metrics from its member logits.
 
-Every method's `predict` returns `[M, B, C]`; this module runs it over padded, sharded batches,
-gathers the logits of every process, drops the padding and computes the metrics of
-metrics.compute_metrics. New evaluation sets (shifted, OOD) plug in by name:
+Owns what a run's metrics.json holds and how its keys are named; the logits come from predict.py
+(or from saved `predictions/<set>.npz`), the maths from maths/. New evaluation sets (shifted, OOD)
+plug in by name:
 
 - OOD sets (`ood_<name>`, data/ood.py) get no accuracy or NLL (their labels are not ours): they
   are scored against the in-distribution `test` set, which must be evaluated in the same call —
@@ -10,80 +10,101 @@ metrics.compute_metrics. New evaluation sets (shifted, OOD) plug in by name:
   probability (`*_max_prob`) and its negative predictive entropy (`*_entropy`).
 - Corrupted sets (`corrupt_<type>_<s>`, data/corrupted.py) get the usual metrics each, plus the
   means over types per severity (`corrupt_severity_<s>`) and over all of them (`corrupt_mean`).
-- Temperature scaling (calibration.py): when `validation` is among the sets, temperatures are
-  fitted on it and every entry above is computed again from the tempered logits under the key
-  `<name>_tempered` (OOD scores from the tempered predictive), with the fit in `temperature`.
+- Temperature scaling (maths/temperature.py): with a mode (`config.evaluation.
+  temperature_scaling`: 'ensemble', 'per_member' or '' for off) and the `validation` set among the
+  sets, temperatures are fitted on validation and every entry above is computed again from the
+  tempered logits under the key `<name>_tempered` (OOD scores from the tempered predictive), with
+  the fit recorded under `temperature`.
 """
 
 from __future__ import annotations
 
-import jax
+from typing import Any
+
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
-from jax.sharding import Mesh
 
 from hyper_ensembles.data import corrupted, ood
-from hyper_ensembles.data.dataset import ArraySplit, Dataset
-from hyper_ensembles.data.streams import eval_batches
-from hyper_ensembles.maths import calibration
 from hyper_ensembles.maths import metrics as metrics_lib
-from hyper_ensembles.training import sharding
+from hyper_ensembles.maths import temperature
+
+# --------------------------------------------------------------------------------------------------
+# Temperature scaling in metrics.json: the mode, the set it is fitted on, the keys it adds.
+# --------------------------------------------------------------------------------------------------
+
+DEFAULT_MODE = 'ensemble'
+MODES = temperature.MODES
+# Key suffix of every tempered evaluation set in metrics.json: `test` → `test_tempered`.
+SUFFIX = '_tempered'
+# metrics.json entry recording the fitted temperatures: {"mode", "fitted_on", "values": [M floats]}.
+RECORD_KEY = 'temperature'
+FIT_SET = 'validation'
 
 
-def eval_sets(dataset: Dataset) -> dict[str, ArraySplit]:
-  """Every evaluation set of a dataset by name: validation, test, then the shifted and OOD sets."""
-  return {'validation': dataset.validation, 'test': dataset.test, **dataset.extra_eval}
+def check_mode(mode: str | None) -> str:
+  """The temperature-scaling mode, '' when off; a ValueError naming the choices otherwise."""
+  mode = (mode or '').strip()
+  if mode not in ('', *MODES):
+    raise ValueError(f'Unknown temperature_scaling {mode!r}; choose one of: '
+                     f"{', '.join(MODES)} or '' (off)")
+  return mode
 
 
-def make_eval_step(method, mesh: Mesh):
-  """Jitted `(state, images [B, ...]) → logits [M, B, C]`, logits sharded along B."""
-  return jax.jit(lambda state, images: method.predict(state, images),
-                 out_shardings=sharding.batch_sharding(mesh, 1))
+def config_mode(config) -> str:
+  """`config.evaluation.temperature_scaling`, or the default for configs recorded before it."""
+  evaluation = config.get('evaluation') or {}
+  return check_mode(evaluation.get('temperature_scaling', DEFAULT_MODE))
 
 
-def predict_split(eval_step, state, split: ArraySplit, batch_size: int, mesh: Mesh,
-                  max_examples: int = -1) -> tuple[np.ndarray, np.ndarray]:
-  """Member logits `[M, N, C]` (float32, on every host) and labels `[N]` for a whole split."""
-  n = len(split) if max_examples <= 0 else min(max_examples, len(split))
-  rows = sharding.process_rows(batch_size)
-  chunks = []
-  for batch in eval_batches(split, batch_size, rows=rows, max_examples=max_examples):
-    logits = eval_step(state, sharding.to_global(batch['images'], mesh, 0))
-    chunks.append(np.asarray(multihost_utils.process_allgather(logits, tiled=True)))
-  logits = np.concatenate(chunks, axis=1)[:, :n].astype(np.float32)
-  return logits, split.labels[:n]
+def record(mode: str, temperatures: Any) -> dict[str, Any]:
+  """The `temperature` entry of metrics.json: the mode, and one value per member."""
+  return {'mode': mode, 'fitted_on': FIT_SET,
+          'values': [float(t) for t in np.asarray(temperatures).reshape(-1)]}
 
 
-def evaluate(eval_step, state, eval_sets: dict[str, ArraySplit], batch_size: int, mesh: Mesh,
-             max_examples: int = -1, temperature_scaling: str = calibration.DEFAULT_MODE
-             ) -> tuple[dict[str, dict], dict[str, tuple]]:
-  """Metrics `{set: {...}}` and predictions `{set: (logits, labels)}` for every named set."""
-  predictions = {name: predict_split(eval_step, state, split, batch_size, mesh, max_examples)
-                 for name, split in eval_sets.items()}
-  return metrics_from_predictions(predictions, temperature_scaling=temperature_scaling), predictions
+def is_tempered_key(name: str) -> bool:
+  return name.endswith(SUFFIX)
+
+
+def tempered_key(name: str) -> str:
+  return name + SUFFIX
+
+
+def untempered_key(name: str) -> str:
+  return name[:-len(SUFFIX)] if is_tempered_key(name) else name
+
+
+def tempered_predictions(predictions: dict[str, tuple], temperatures: Any) -> dict[str, tuple]:
+  """`{set: (logits / T, labels)}` for every set of `{set: (logits [M, N, C], labels)}`."""
+  return {name: (temperature.apply_temperatures(logits, temperatures), labels)
+          for name, (logits, labels) in predictions.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics of every evaluation set.
+# --------------------------------------------------------------------------------------------------
 
 
 def metrics_from_predictions(predictions: dict[str, tuple], weights=None,
-                             temperature_scaling: str = calibration.DEFAULT_MODE) -> dict:
+                             temperature_scaling: str = DEFAULT_MODE) -> dict:
   """Metrics of every evaluation set from its member logits `{set: (logits [M, N, C], labels)}`.
 
   Ordinary and corrupted sets get metrics.compute_metrics; OOD sets get `ood_results` against
   the `test` set (which must be present), plus the key `ood_positive_class`; corrupted sets add
   `corruption_aggregates`. `weights` (optional `[M]`) weight the members, as for selected
   ensembles with duplicates. With `temperature_scaling` ('ensemble' or 'per_member', '' = off;
-  calibration.py) and a `validation` set, all of it again as `<name>_tempered`, and the fitted
+  maths/temperature.py) and a `validation` set, all of it again as `<name>_tempered`, and the fitted
   temperatures as `temperature`.
   """
-  mode = calibration.check_mode(temperature_scaling)
+  mode = check_mode(temperature_scaling)
   results = _untempered_metrics(predictions, weights)
-  if mode and calibration.FIT_SET in predictions:
-    temperatures = calibration.fit_temperatures(*predictions[calibration.FIT_SET], mode, weights)
+  if mode and FIT_SET in predictions:
+    temperatures = temperature.fit_temperatures(*predictions[FIT_SET], mode, weights)
     tempered = _untempered_metrics(
-        calibration.tempered_predictions(predictions, temperatures), weights)
-    results.update({calibration.tempered_key(name): values for name, values in tempered.items()
+        tempered_predictions(predictions, temperatures), weights)
+    results.update({tempered_key(name): values for name, values in tempered.items()
                     if isinstance(values, dict)})
-    results[calibration.RECORD_KEY] = calibration.record(mode, temperatures)
+    results[RECORD_KEY] = record(mode, temperatures)
   results.update(corruption_aggregates(results))
   return results
 
@@ -127,10 +148,10 @@ def corruption_aggregates(results: dict[str, dict]) -> dict[str, dict]:
   sets (`corrupt_<type>_<s>_tempered`) get the same means as `corrupt_severity_<s>_tempered` and
   `corrupt_mean_tempered`.
   """
-  tempered = {calibration.untempered_key(name): values for name, values in results.items()
-              if calibration.is_tempered_key(name)}
+  tempered = {untempered_key(name): values for name, values in results.items()
+              if is_tempered_key(name)}
   out = _corruption_means(results)
-  out.update({calibration.tempered_key(k): v for k, v in _corruption_means(tempered).items()})
+  out.update({tempered_key(k): v for k, v in _corruption_means(tempered).items()})
   return out
 
 
@@ -185,11 +206,11 @@ def log_results(results: dict) -> None:
   """Logs the headline metrics of every evaluation set; per-(type, severity) corrupted sets are
   summarised by their aggregates instead of 19 × 5 lines."""
   for name, r in results.items():
-    if name == calibration.RECORD_KEY:
+    if name == RECORD_KEY:
       logging.info('temperature (%s, fitted on %s): %s', r['mode'], r['fitted_on'],
                    ' '.join(f'{t:.4f}' for t in r['values']))
     if (not isinstance(r, dict)
-        or corrupted.parse_set_name(calibration.untempered_key(name)) is not None):
+        or corrupted.parse_set_name(untempered_key(name)) is not None):
       continue
     if 'nll' in r:
       logging.info('%s: nll %.4f  accuracy %.4f  ece %.4f  brier %.4f', name, r['nll'],
