@@ -45,6 +45,7 @@ from hyper_ensembles.evaluation import predict
 from hyper_ensembles.evaluation import results as results_lib
 from hyper_ensembles.runs import cli, overrides
 from hyper_ensembles.runs import workdir as workdir_lib
+from hyper_ensembles.training import setup
 
 # Methods whose directory is a pipeline of runs rather than one run with a checkpoint.
 PIPELINE_METHODS = ('hyper_deep',)
@@ -83,36 +84,21 @@ def run_config(workdir: str, data_overrides: dict | None = None) -> ml_collectio
 
 
 def _checkpoint_dir(workdir: str) -> str:
-  directory = os.path.join(workdir, 'checkpoints')
+  directory = setup.checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f'{workdir} has no checkpoints/ directory to evaluate new sets from')
   return directory
 
 
 def _restore(config: ml_collections.ConfigDict, workdir: str, dataset):
-  """(eval_step, state, mesh) of the latest checkpoint, built as train.py builds them."""
-  from hyper_ensembles.methods.registry import create_method
-  from hyper_ensembles.training import sharding
-  from hyper_ensembles.training.checkpoints import Checkpointer
-  from hyper_ensembles.training.optimizers import num_train_steps
-  from hyper_ensembles.training.state import create_train_state
-
-  method = create_method(config, dataset.info, dataset.num_train)
-  mesh = sharding.create_mesh()
-  steps_per_epoch = max(len(dataset.train) // config.batch_size, 1)
-  like, _, _ = create_train_state(method, config, steps_per_epoch, mesh)
-  checkpointer = Checkpointer(_checkpoint_dir(workdir))
-  try:
-    if checkpointer.latest_step() is None:
-      raise FileNotFoundError(f'{checkpointer.directory} holds no checkpoint')
-    state = checkpointer.restore(like)
-  finally:
-    checkpointer.close()
-  total = num_train_steps(config, steps_per_epoch)
-  if int(state.step) < total:
+  """(eval_step, state, mesh) of the latest checkpoint, built by the training code's factory."""
+  parts = setup.build_run(config, dataset)
+  state = setup.restore_latest(parts, workdir)
+  if int(state.step) < parts.total_steps:
     raise ValueError(_unfinished(
-        workdir, f'its newest intact checkpoint is at step {int(state.step)} of {total}'))
-  return predict.make_eval_step(method, mesh), state, mesh
+        workdir, f'its newest intact checkpoint is at step {int(state.step)} of '
+        f'{parts.total_steps}'))
+  return predict.make_eval_step(parts.method, parts.mesh), state, parts.mesh
 
 
 def _unfinished(workdir: str, why: str) -> str:
@@ -183,7 +169,7 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
   requested, unmatched = _expand(patterns, saved)
   needs_model = bool(unmatched) or (from_checkpoint and bool(requested))
   if not pipeline and ('num_params' not in old or 'train_seconds' not in old):
-    needs_model |= os.path.isdir(os.path.join(workdir, 'checkpoints'))
+    needs_model |= os.path.isdir(setup.checkpoint_dir(workdir))
   needs_model |= not finished
   restored = None
   if needs_model:

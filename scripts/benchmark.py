@@ -4,9 +4,9 @@ Measures, in one run on the default device:
 
 - the machine's float32 matmul rate: GFLOP/s of a jitted `jnp.dot` of two 2048×2048 matrices;
 - for every model: steps/s and examples/s (unique examples per step × steps/s) of the train step
-  the training loop runs (`train.make_train_step` + `train_state.create_train_state`, jitted with
-  the state donated), built from `configs/default.py` with the overrides below, on synthetic uint8
-  images of the dataset's shape (no data is loaded);
+  the training loop runs (`training.steps.make_train_step` + `training.state.create_train_state`,
+  jitted with the state donated), built from `configs/default.py` with the overrides below, on
+  synthetic uint8 images of the dataset's shape (no data is loaded);
 - each model's FLOPs per step and its achieved GFLOP/s as a fraction of the matmul rate;
 - ratios: steps/s over the plain single model's at the reference batch ("× b512", the unit of
   PERFORMANCE.md), and each ensemble's step time over the single model's at the same number of
@@ -53,12 +53,13 @@ import ml_collections
 import numpy as np
 
 from hyper_ensembles.data.dataset import DatasetInfo
+from hyper_ensembles.data.streams import steps_per_epoch
 from hyper_ensembles.methods import registry as method_registry
 from hyper_ensembles.models import registry as model_registry
 from hyper_ensembles.models.layers import PENALTY_COLLECTION
-from hyper_ensembles.train import make_train_step
 from hyper_ensembles.training import sharding
 from hyper_ensembles.training.state import count_params, create_train_state
+from hyper_ensembles.training.steps import make_train_step
 
 MATMUL_SIZE = 2048
 NUM_BATCHES = 4  # distinct synthetic batches cycled through, so no step sees the same inputs twice
@@ -241,8 +242,8 @@ def prepare_model(spec: Spec, args: argparse.Namespace, mesh) -> Workload:
   method = method_registry.create_method(config, data.info, data.num_train)
   if spec.ce_only:
     without_penalties(method)
-  state, tx, _ = create_train_state(method, config, max(1, data.num_train // spec.batch_size),
-                                    mesh)
+  state, tx, _ = create_train_state(method, config,
+                                    steps_per_epoch(data.num_train, spec.batch_size), mesh)
   batches = synthetic_batches(np.random.default_rng(0), data, method.num_data_orders,
                               spec.batch_size, mesh)
   t0 = time.perf_counter()

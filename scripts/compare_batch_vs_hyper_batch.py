@@ -78,10 +78,11 @@ def run_config(arch: str, method: str, seed: int, steps_per_epoch: int | None = 
 
 
 def epoch_steps(config) -> int:
+  from hyper_ensembles.data.streams import steps_per_epoch
   # Only the training split's size matters here: leave out the shifted / OOD sets a --set may
   # have switched on (generating them takes most of the load).
   data = apply_overrides(config, {'data.corruptions': '', 'data.ood_datasets': ()}).data
-  return load_dataset(config.dataset, data).num_train // config.batch_size
+  return steps_per_epoch(load_dataset(config.dataset, data).num_train, config.batch_size)
 
 
 def plot_trajectories(run_dir: str, out: str, title: str) -> None:

@@ -115,22 +115,9 @@ def smoke_run(tmp_path_factory):
 
 def restore_state(config, workdir: str):
   """The train state of the latest checkpoint in `workdir`, restored as train.py restores it."""
-  from hyper_ensembles.data.registry import load_dataset
-  from hyper_ensembles.methods.registry import create_method
-  from hyper_ensembles.training import sharding
-  from hyper_ensembles.training.checkpoints import Checkpointer
-  from hyper_ensembles.training.state import create_train_state
+  from hyper_ensembles.training import setup
 
-  dataset = load_dataset(config.dataset, config.data)
-  method = create_method(config, dataset.info, dataset.num_train)
-  like, _, _ = create_train_state(
-      method, config, len(dataset.train) // config.batch_size, sharding.create_mesh())
-  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
-  try:
-    assert checkpointer.latest_step() is not None, f'no checkpoint in {workdir}'
-    return checkpointer.restore(like)
-  finally:
-    checkpointer.close()
+  return setup.restore_latest(setup.build_run(config), workdir)
 
 
 def assert_states_equal(a, b, skip=('train_seconds',)) -> None:

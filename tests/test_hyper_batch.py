@@ -23,15 +23,14 @@ import pytest
 
 from hyper_ensembles import train
 from hyper_ensembles.data.preprocess import preprocess
-from hyper_ensembles.data.registry import load_dataset
 from hyper_ensembles.data.streams import TrainStream
 from hyper_ensembles.evaluation import predict
 from hyper_ensembles.maths import log_uniform as hp
 from hyper_ensembles.methods.hyper_batch import HyperBatchEnsemble, SelfTuningNetwork
 from hyper_ensembles.methods.registry import create_method, get_method_class
 from hyper_ensembles.reporting import hyperparameter_plots as plot
-from hyper_ensembles.training import sharding
-from hyper_ensembles.training.state import create_train_state
+from hyper_ensembles.training import setup as setup_lib
+from hyper_ensembles.training import sharding, steps
 from tests.conftest import assert_states_equal, restore_state, smoke_config, subprocess_env
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,10 +48,9 @@ def _leaves_equal(a, b) -> bool:
 def setup():
   """A hyper_batch MLP smoke method, its initial state (host copy) and a validation batch."""
   config = smoke_config('hyper_batch', 'mlp')
-  dataset = load_dataset(config.dataset, config.data)
-  method = create_method(config, dataset.info, dataset.num_train)
-  mesh = sharding.create_mesh()
-  state, tx, _ = create_train_state(method, config, len(dataset.train) // config.batch_size, mesh)
+  parts = setup_lib.build_run(config)
+  dataset, method, mesh = parts.dataset, parts.method, parts.mesh
+  state, tx, _ = setup_lib.init_state(parts)
   size = config.hyper.validation_batch_size
   local = TrainStream(dataset.validation, size, 1, config.seed).batch(0)
   batch = {k: sharding.to_global(v, mesh, 1) for k, v in local.items()}
@@ -88,7 +86,8 @@ def test_tune_schedule_every_three_steps_after_warmup(setup):
 
 def test_tune_step_changes_t_and_nothing_else(setup):
   method = setup['method']
-  tune = method.make_tune_step(setup['dataset'], setup['mesh'])
+  tune = steps.make_tune_step(method, setup['dataset'].validation, setup['config'].seed,
+                              setup['mesh'])
   state = _device_state(setup)
   # Not a tune step: the state is handed back untouched and there are no metrics.
   same, metrics = tune(state, 0)
@@ -113,7 +112,7 @@ def test_tune_step_changes_t_and_nothing_else(setup):
 
 def test_train_step_leaves_t_unchanged_and_gets_no_gradient_to_it(setup):
   method = setup['method']
-  train_step = jax.jit(train.make_train_step(method, setup['tx']), donate_argnums=0)
+  train_step = jax.jit(steps.make_train_step(method, setup['tx']), donate_argnums=0)
   local = TrainStream(setup['dataset'].train, setup['config'].batch_size, 1, 0).batch(0)
   batch = {k: sharding.to_global(v, setup['mesh'], 1) for k, v in local.items()}
   new, metrics = train_step(_device_state(setup), batch)

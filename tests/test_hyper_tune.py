@@ -27,13 +27,13 @@ import numpy as np
 import pytest
 
 from configs import resnet20 as resnet20_config
-from hyper_ensembles import train
 from hyper_ensembles.data.dataset import DatasetInfo
+from hyper_ensembles.data.streams import steps_per_epoch
 from hyper_ensembles.maths import log_uniform as hp
 from hyper_ensembles.methods.hyper_batch import TunerState
 from hyper_ensembles.methods.registry import create_method
 from hyper_ensembles.models.conditioning import Conditioning
-from hyper_ensembles.training import sharding
+from hyper_ensembles.training import sharding, steps
 from hyper_ensembles.training.state import create_train_state
 from tests.conftest import smoke_config
 
@@ -83,7 +83,8 @@ def _resnet_config(**hyper):
 def _build(config, info: DatasetInfo, num_train: int = NUM_TRAIN):
   method = create_method(config, info, num_train)
   mesh = sharding.create_mesh()
-  state, tx, _ = create_train_state(method, config, num_train // config.batch_size, mesh)
+  state, tx, _ = create_train_state(method, config, steps_per_epoch(num_train, config.batch_size),
+                                    mesh)
   return method, jax.device_get(state), tx
 
 
@@ -132,7 +133,7 @@ def mlp():
                        rngs={'dropout': jax.random.PRNGKey(0)}, mutable=['penalties'])
 
   return dict(method=method, state=state.replace(params=params), space=method.space,
-              m=method.num_members, train_step=jax.jit(train.make_train_step(method, tx)),
+              m=method.num_members, train_step=jax.jit(steps.make_train_step(method, tx)),
               tune_update=jax.jit(method.tune_update), apply_train_mode=apply_train_mode)
 
 

@@ -13,8 +13,6 @@ equal the official figures exactly, as the formula below computes them (bias-fre
 have an embedding of d_out outputs, layers with a bias 2·d_out, as in the official layers).
 """
 
-import contextlib
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -28,20 +26,11 @@ from hyper_ensembles.models.conditioning import Conditioning
 from hyper_ensembles.models.layers import PENALTY_COLLECTION
 from hyper_ensembles.models.normalization import BatchNorm
 
-with contextlib.suppress(ImportError):  # the hyper-batch form registers itself on import
-  from hyper_ensembles.models import hyper_layers  # noqa: F401
-
-HAS_HYPER = 'hyper_batch' in kit_lib.FORMS
 FORMS = ('plain', 'batch', 'hyper_batch')
 M = 3  # members of the tiny ensembles
 B = 2  # examples per member
 D = len(resnet20.TUNED_L2)  # tuned hyperparameters λ of the hyper-batch form (official: 6)
 IMAGE = (32, 32, 3)
-
-
-def _need_form(form):
-  if form == 'hyper_batch' and not HAS_HYPER:
-    pytest.skip('hyper_batch form not registered')
 
 
 def tiny(arch: str, kit: kit_lib.LayerKit, num_classes: int = 10) -> nn.Module:
@@ -150,8 +139,6 @@ def test_parameter_counts_full_size(arch):
   for num_classes in (10, 100):
     expected = expected_counts(arch, num_classes)
     for form in FORMS:
-      if form == 'hyper_batch' and not HAS_HYPER:
-        continue
       members = 1 if form == 'plain' else 4
       kit = kit_lib.LayerKit(form=form, num_members=members)
       variables = shapes_of(full(arch, kit, num_classes), form, members)
@@ -160,9 +147,8 @@ def test_parameter_counts_full_size(arch):
       assert stats == 2 * sum(layer_list(arch, num_classes)[1])  # mean and variance per channel
       rows.append(f'{arch:9s} C={num_classes:3d} {form:12s} {params:>12,d} '
                   f'({params / 1e6:.2f} M; +{stats:,d} BN running statistics)')
-    if HAS_HYPER:
-      rows.append(f'{arch:9s} C={num_classes:3d} {"official":12s} '
-                  f'{expected["official_hyper"]:>12,d} (hyper-batch as Keras counts it)')
+    rows.append(f'{arch:9s} C={num_classes:3d} {"official":12s} '
+                f'{expected["official_hyper"]:>12,d} (hyper-batch as Keras counts it)')
   print('\n' + '\n'.join(rows))
   if arch == 'resnet20':
     # He et al. 2016: 0.27 M. Keras counts 272 474 with the running statistics.
@@ -216,7 +202,6 @@ def l2_group_oracle(params, group: str, form: str) -> float:
 @pytest.mark.parametrize('arch', ['resnet20', 'wrn28_10'])
 @pytest.mark.parametrize('form', FORMS)
 def test_tiny_forward_backward_and_l2_groups(arch, form):
-  _need_form(form)
   model = tiny(arch, make_kit(form))
   variables = random_variables(shapes_of(model, form))
   params, stats = variables['params'], variables['batch_stats']
@@ -291,7 +276,6 @@ def test_batch_ensemble_equals_member_loop(arch):
 
 @pytest.mark.parametrize('arch', ['resnet20', 'wrn28_10'])
 def test_hyper_with_zero_embedding_equals_batch(arch):
-  _need_form('hyper_batch')
   hyper_model = tiny(arch, make_kit('hyper_batch'))
   batch_model = tiny(arch, make_kit('batch'))
   hyper_vars = random_variables(shapes_of(hyper_model, 'hyper_batch'), seed=4)

@@ -19,6 +19,7 @@ import pytest
 from hyper_ensembles import train
 from hyper_ensembles.data.registry import load_dataset
 from hyper_ensembles.maths import metrics as metrics_lib
+from hyper_ensembles.training import steps
 from tests.conftest import smoke_config
 
 SET_KEYS = {'nll', 'accuracy', 'ece', 'brier', 'gibbs_nll', 'gibbs_accuracy', 'disagreement',
@@ -112,7 +113,7 @@ def test_rerun_of_finished_workdir_does_not_train(smoke_run, monkeypatch):
   def no_training(*args, **kwargs):
     raise AssertionError('a finished run must not build a train step again')
 
-  monkeypatch.setattr(train, 'make_train_step', no_training)
+  monkeypatch.setattr(steps, 'make_train_step', no_training)
   result = train.train_and_evaluate(smoke_config('single', 'mlp'), workdir)
   assert result == expected
   assert os.stat(metrics_path).st_mtime_ns == before

@@ -22,6 +22,15 @@ import numpy as np
 from hyper_ensembles.data.dataset import ArraySplit
 
 
+def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
+  """Train steps in one epoch: full batches only (the last partial batch is dropped), at least 1.
+
+  The one definition of an epoch's length for the train stream, the optimiser schedule, the
+  hyper-batch tuner's warm-up and every script that converts epochs into steps.
+  """
+  return max(1, num_examples // global_batch_size)
+
+
 class TrainStream:
   """Shuffled batches `{'images': [S, b, H, W, C], 'labels': [S, b]}` for step = 0, 1, ...
 
@@ -42,7 +51,7 @@ class TrainStream:
     self.num_orders = num_orders
     self.seed = seed
     self.rows = rows if rows is not None else slice(0, global_batch_size)
-    self.steps_per_epoch = len(split) // global_batch_size
+    self.steps_per_epoch = steps_per_epoch(len(split), global_batch_size)
     self._cache: dict[tuple[int, int], np.ndarray] = {}
 
   def _permutation(self, order: int, epoch: int) -> np.ndarray:

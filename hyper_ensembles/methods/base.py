@@ -6,6 +6,15 @@ method so that one evaluation path serves all of them. Methods whose members are
 networks set `vectorized = True`: their parameters, optimiser state and hyperparameters carry a
 leading member axis and the training loop `vmap`s one member's update over it.
 
+Methods are built from explicit settings (`MethodSettings`, plus a family's own, e.g. the
+hyper-batch `HyperBatchSettings`) that methods/registry.py reads from the run config once; a
+method never sees the config.
+
+A method may learn hyperparameters during training (a tuner: hyper-batch ensembles). The hooks
+are declared here with the defaults of a method without one (`tune_data` is None): the training
+loop (training/steps.py) owns the tuner's jit, shardings and validation stream and calls
+`tune_update` only where `tune_index` says a tune step follows a train step.
+
 Hyperparameters live in the train state as arrays with a leading member axis `[M]`, never as Python
 floats, so members may differ (hyper-deep pools) inside one compiled program.
 """
@@ -13,6 +22,8 @@ floats, so members may differ (hyper-deep pools) inside one compiled program.
 from __future__ import annotations
 
 import abc
+import dataclasses
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -33,42 +44,69 @@ from hyper_ensembles.models.registry import create_model, get_architecture
 LOSS_HPARAMS = ('label_smoothing',)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class MethodSettings:
+  """What every method is built from (methods/registry.py reads it from the run config).
+
+  Attributes:
+    arch: the architecture's name (models/registry.py).
+    num_members: M, the ensemble's members.
+    model: the architecture's options (`config.model`: sizes, fast-weight initialisation).
+    hparams: `{name: [M] float32}`, one value per member of every hyperparameter the architecture
+      and the loss read (`hparam_names(arch)`, in that order); see `resolve_hparams`.
+  """
+
+  arch: str
+  num_members: int
+  model: ml_collections.FrozenConfigDict
+  hparams: Mapping[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneData:
+  """The validation stream a tuner reads: tune step j reads batch j of it.
+
+  Attributes:
+    batch_size: global batch size of the validation stream.
+    config_key: the config field that set `batch_size`, named in errors about it.
+  """
+
+  batch_size: int
+  config_key: str
+
+
 class Method(abc.ABC):
   """Base class; subclasses set `name`, `vectorized`, `layer_form`, and the abstract parts."""
 
   name: ClassVar[str]
   vectorized: ClassVar[bool] = False
   layer_form: ClassVar[str] = 'plain'
+  # Members whatever the config asks for (1 for the single model and stn); None: config.num_members.
+  fixed_members: ClassVar[int | None] = None
 
-  def __init__(self, config: ml_collections.ConfigDict, info: DatasetInfo, num_train: int,
-               hparam_values: dict[str, Any] | None = None):
-    """Builds the model.
+  def __init__(self, settings: MethodSettings, info: DatasetInfo, num_train: int):
+    """Builds the model (once, with the kit `layer_kit` returns).
 
     Args:
-      config: the run config (uses `arch`, `num_members`, `model`, `hparams`).
+      settings: the members, architecture, model options and per-member hyperparameters.
       info: dataset facts (classes, image shape, normalisation).
       num_train: N, the number of training examples; L2 penalties are divided by it.
-      hparam_values: optional per-member values `{name: [M] sequence}` overriding `config.hparams`
-        (used by vectorised hyper-deep random-search pools). Defaults to the non-empty entries of
-        `config.member_hparams`, so a pool chunk is an ordinary run whose config.json records
-        every member's hyperparameters.
     """
-    self.config = config
+    self.settings = settings
     self.info = info
     self.num_train = num_train
-    self.num_members = self.members_from_config(config)
-    self.hparam_names = (*get_architecture(config.arch).hparams, *LOSS_HPARAMS)
-    self.kit = LayerKit(
-        form=self.layer_form, num_members=self.num_members,
-        fast_init=config.model.fast_weight_init, fast_std=config.model.fast_weight_std)
-    self.model: nn.Module = create_model(config.model, config.arch, self.kit, info.num_classes)
-    if hparam_values is None:
-      hparam_values = member_hparams_from_config(config)
-    self._hparams = self._resolve_hparams(config, hparam_values)
+    self.num_members = settings.num_members
+    self.hparam_names = tuple(settings.hparams)
+    self._hparams = {name: np.asarray(value) for name, value in settings.hparams.items()}
+    self.kit = self.layer_kit()
+    self.model: nn.Module = create_model(settings.model, settings.arch, self.kit,
+                                         info.num_classes)
 
-  @classmethod
-  def members_from_config(cls, config: ml_collections.ConfigDict) -> int:
-    return int(config.num_members)
+  def layer_kit(self) -> LayerKit:
+    """The layer form and options the model is built with (subclasses add their form's options)."""
+    return LayerKit(form=self.layer_form, num_members=self.num_members,
+                    fast_init=self.settings.model.fast_weight_init,
+                    fast_std=self.settings.model.fast_weight_std)
 
   @property
   def num_data_orders(self) -> int:
@@ -76,33 +114,6 @@ class Method(abc.ABC):
     return 1
 
   # ---- hyperparameters -------------------------------------------------------------------------
-  def _resolve_hparams(self, config, overrides) -> dict[str, np.ndarray]:
-    given = dict(config.hparams)
-    unknown = sorted(set(given) - set(self.hparam_names))
-    missing = sorted(set(self.hparam_names) - set(given))
-    if unknown or missing:
-      raise ValueError(
-          f'config.hparams for arch={config.arch!r} must set exactly {sorted(self.hparam_names)}'
-          f' (unknown: {unknown}, missing: {missing})')
-    unknown = sorted(set(overrides) - set(self.hparam_names))
-    if unknown:
-      raise ValueError(f'Per-member hyperparameters {unknown} are not hyperparameters of '
-                       f'arch={config.arch!r} (it has {sorted(self.hparam_names)})')
-    for name, value in overrides.items():
-      shape = np.shape(value)
-      if shape not in ((), (self.num_members,)):
-        raise ValueError(
-            f'member_hparams.{name} has {shape[0] if shape else 0} values but the run has '
-            f'{self.num_members} members (config.num_members); give one value per member')
-    values = {}
-    for name in self.hparam_names:
-      value = np.asarray(overrides.get(name, given[name]), np.float32)
-      values[name] = np.broadcast_to(value, (self.num_members,)).copy()
-    bad = [f'{n}={list(v)}' for n, v in values.items() if not np.all(np.isfinite(v) & (v >= 0))]
-    if bad:
-      raise ValueError(f'Hyperparameters must be finite and non-negative, got {", ".join(bad)}')
-    return values
-
   def initial_hparams(self) -> dict[str, jax.Array]:
     """Per-member hyperparameter arrays `{name: [M]}` for the train state."""
     return {name: jnp.asarray(value) for name, value in self._hparams.items()}
@@ -120,8 +131,30 @@ class Method(abc.ABC):
   def init_variables(self, rng: jax.Array) -> dict:
     """Model variables as returned by `Module.init` (fast weights still boxed)."""
 
+  # ---- tuner: optional; these defaults are a method without one ------------------------------
   def init_tuner(self, rng: jax.Array) -> Any:
-    """State of a hyperparameter tuner (hyper-batch ensembles); None for other methods."""
+    """Initial `TrainState.tuner` (checkpointed with the state); None without a tuner."""
+    return None
+
+  @property
+  def tune_data(self) -> TuneData | None:
+    """The validation stream the tuner reads; None: no tuner, and the loop runs no tune step."""
+    return None
+
+  def tune_index(self, step: int) -> int | None:
+    """Tune-step number j that follows train step `step` (0-based), or None if none follows."""
+    return None
+
+  def tune_update(self, state, batch: dict) -> tuple[Any, dict]:
+    """One tune step `(state, validation batch) → (state, metrics)`; pure (the loop jits it)."""
+    raise NotImplementedError(f'method {self.name!r} has no tuner')
+
+  def tuner_summaries(self, state) -> dict[str, float]:
+    """Scalars logged with the train metrics (the tuner's current state); {} without a tuner."""
+    return {}
+
+  def final_hyperparameters(self, state) -> dict | None:
+    """What the tuner learned, recorded as `hyperparameters` in metrics.json; None without one."""
     return None
 
   # ---- training --------------------------------------------------------------------------------
@@ -168,10 +201,50 @@ def tile_members(x: jax.Array, num_members: int) -> jax.Array:
   return jnp.broadcast_to(x, (num_members, *x.shape[1:]))
 
 
-def member_hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, tuple]:
-  """`{name: per-member values}` from `config.member_hparams`; empty entries mean "not set"."""
-  given = config.get('member_hparams') or {}
-  return {name: tuple(values) for name, values in given.items() if len(values)}
+def hparam_names(arch: str) -> tuple[str, ...]:
+  """Every hyperparameter a method on `arch` reads: the architecture's, then the loss's."""
+  return (*get_architecture(arch).hparams, *LOSS_HPARAMS)
+
+
+def resolve_hparams(arch: str, given: Mapping[str, Any], overrides: Mapping[str, Any],
+                    num_members: int) -> dict[str, np.ndarray]:
+  """`{name: [M] float32}` for `hparam_names(arch)`: `overrides` (per member) over `given`.
+
+  Args:
+    arch: the architecture's name.
+    given: `config.hparams`, one value per hyperparameter; must name exactly `hparam_names(arch)`.
+    overrides: per-member values `{name: [M] sequence or scalar}` (hyper-deep pools).
+    num_members: M.
+
+  Raises:
+    ValueError: unknown or missing names, a wrong number of member values, or a negative or
+      non-finite value.
+  """
+  names = hparam_names(arch)
+  unknown = sorted(set(given) - set(names))
+  missing = sorted(set(names) - set(given))
+  if unknown or missing:
+    raise ValueError(
+        f'config.hparams for arch={arch!r} must set exactly {sorted(names)}'
+        f' (unknown: {unknown}, missing: {missing})')
+  unknown = sorted(set(overrides) - set(names))
+  if unknown:
+    raise ValueError(f'Per-member hyperparameters {unknown} are not hyperparameters of '
+                     f'arch={arch!r} (it has {sorted(names)})')
+  for name, value in overrides.items():
+    shape = np.shape(value)
+    if shape not in ((), (num_members,)):
+      raise ValueError(
+          f'member_hparams.{name} has {shape[0] if shape else 0} values but the run has '
+          f'{num_members} members (config.num_members); give one value per member')
+  values = {}
+  for name in names:
+    value = np.asarray(overrides.get(name, given[name]), np.float32)
+    values[name] = np.broadcast_to(value, (num_members,)).copy()
+  bad = [f'{n}={list(v)}' for n, v in values.items() if not np.all(np.isfinite(v) & (v >= 0))]
+  if bad:
+    raise ValueError(f'Hyperparameters must be finite and non-negative, got {", ".join(bad)}')
+  return values
 
 
 def split_variables(variables: dict) -> tuple[Any, dict]:

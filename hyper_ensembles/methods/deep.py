@@ -53,7 +53,4 @@ class SingleModel(DeepEnsemble):
   """One network: a deep ensemble of one member, whatever `config.num_members` says."""
 
   name = 'single'
-
-  @classmethod
-  def members_from_config(cls, config) -> int:
-    return 1
+  fixed_members = 1

@@ -2,7 +2,8 @@
 
 This file owns the method: λ-conditioned batch-ensemble members (models/hyper_layers.py), the
 tuner (per-member log-uniform distributions over the hyperparameter space and their Adam state,
-kept in `TrainState.tuner`), the train loss, the jitted tune step and prediction. docs/design.md §4:
+kept in `TrainState.tuner`), the train loss, the pure tune update and prediction; the training
+loop (training/steps.py) jits the tune update and feeds it validation batches. docs/design.md §4:
 
 - **Train step** (model parameters, embeddings included; the distributions t are fixed): the batch
   is tiled over members and λ is drawn per (member, example) from the member's current
@@ -13,9 +14,9 @@ kept in `TrainState.tuner`), the train loss, the jitted tune step and prediction
 - **Tune step** (only t moves): every `tune_every_steps` train steps after a warm-up of
   `tune_warmup_epochs`, on a validation batch (the held-out split, repeated, unaugmented) tiled
   over members, model in eval mode, λ reparameterised: loss = ensemble NLL (log-mean-exp over
-  members) − τ·mean entropy; Adam on t, then `hparams.project`. Tune step j reads batch j of a
-  `TrainStream` over the validation split, and j is a function of the train step, so the
-  checkpointed step is all the validation stream needs to resume exactly.
+  members) − τ·mean entropy; Adam on t, then `hparams.project`. Tune step j reads batch j of the
+  loop's `TrainStream` over the validation split, and j is a function of the train step
+  (`tune_index`), so the checkpointed step is all the validation stream needs to resume exactly.
 - **Prediction**: each member at the mean of its distribution. With `eval_samples` = S > 0, member
   k's predictive is the average of the S + 1 softmaxes at its mean and at S extra λ drawn from its
   distribution (the same S draws for every example, fixed by the run's RNG); the returned "logits"
@@ -32,26 +33,59 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
+from hyper_ensembles.data.dataset import DatasetInfo
 from hyper_ensembles.data.preprocess import preprocess
-from hyper_ensembles.data.streams import TrainStream
 from hyper_ensembles.maths import log_uniform as hp
 from hyper_ensembles.maths import predictive
-from hyper_ensembles.methods.base import tile_members
+from hyper_ensembles.methods.base import MethodSettings, TuneData, tile_members
 from hyper_ensembles.methods.batch import BatchEnsemble
-from hyper_ensembles.models import hyper_layers  # noqa: F401  (registers the 'hyper_batch' form)
 from hyper_ensembles.models.conditioning import Conditioning
-from hyper_ensembles.models.registry import create_model
-from hyper_ensembles.training import sharding
+from hyper_ensembles.models.kit import LayerKit
 
 INITS = ('narrow', 'whole_range', 'log_centred')
 # Salts folded into the run key so the tune and evaluation draws never reuse a train-step key
 # (train step s uses fold_in(rng, s); no run reaches 2³¹ − 1 steps).
 _TUNE_SALT = 2**31 - 1
 _EVAL_SALT = 2**31 - 2
+
+
+@dataclasses.dataclass(frozen=True)
+class HyperBatchSettings:
+  """What a hyper-batch ensemble needs besides `MethodSettings` (read from `config.hyper`).
+
+  Attributes:
+    space: the tuned hyperparameters and their ranges.
+    init: how the λ distributions start, one of INITS.
+    init_half_width, init_member_spread: the 'log_centred' start (unused by the other inits).
+    tau: entropy weight τ of the tune loss.
+    entropy: entropy of λ or of log λ, one of `log_uniform.ENTROPIES`.
+    tune_learning_rate: Adam's learning rate on t.
+    tune_every_steps: train steps between tune steps.
+    tune_warmup_steps: train steps before the first tune step.
+    validation_batch_size: global batch size of a tune step's validation batch.
+    eval_samples: extra λ samples per member at prediction (0: the mean only).
+    tie_uv, embedding_std, embedding_hidden, l2_with_fast_weights: hyper-batch layer options
+      (models/kit.py `LayerKit`).
+  """
+
+  space: hp.HyperparameterSpace
+  init: str
+  init_half_width: float
+  init_member_spread: float
+  tau: float
+  entropy: str
+  tune_learning_rate: float
+  tune_every_steps: int
+  tune_warmup_steps: int
+  validation_batch_size: int
+  eval_samples: int
+  tie_uv: bool
+  embedding_std: float
+  embedding_hidden: int
+  l2_with_fast_weights: bool
 
 
 @flax.struct.dataclass
@@ -73,45 +107,24 @@ class HyperBatchEnsemble(BatchEnsemble):
   name = 'hyper_batch'
   layer_form = 'hyper_batch'
 
-  def __init__(self, config: ml_collections.ConfigDict, info, num_train: int,
-               hparam_values: dict[str, Any] | None = None):
-    super().__init__(config, info, num_train, hparam_values)
-    cfg = config.hyper
-    if not cfg.space:
-      raise ValueError(
-          f'config.hyper.space is empty for arch={config.arch!r}: add the tuned hyperparameters '
-          f'{{name: (min, max)}} to HYPER_SPACES in configs/default.py')
-    self.space = hp.HyperparameterSpace.from_config(cfg.space)
-    unknown = sorted(set(self.space.names) - set(self.hparam_names))
-    if unknown:
-      raise ValueError(
-          f'config.hyper.space names hyperparameters {unknown} that arch={config.arch!r} does '
-          f'not read; choose among {sorted(self.hparam_names)}')
-    if cfg.init not in INITS:
-      raise ValueError(f'Unknown config.hyper.init {cfg.init!r}; choose one of: {", ".join(INITS)}')
-    if cfg.tune_every_steps < 1 or cfg.tune_warmup_epochs < 0 or cfg.eval_samples < 0:
-      raise ValueError(
-          'config.hyper needs tune_every_steps >= 1, tune_warmup_epochs >= 0 and '
-          f'eval_samples >= 0, got {cfg.tune_every_steps}, {cfg.tune_warmup_epochs} and '
-          f'{cfg.eval_samples}')
-    self.tau = float(cfg.tau)
-    if cfg.entropy not in hp.ENTROPIES:
-      raise ValueError(f'Unknown config.hyper.entropy {cfg.entropy!r}; choose one of: '
-                       f'{", ".join(hp.ENTROPIES)}')
-    self.entropy = cfg.entropy
-    self.tune_every_steps = int(cfg.tune_every_steps)
-    # In train steps, with the train stream's epoch length (the last partial batch is dropped).
-    steps_per_epoch = max(1, num_train // int(config.batch_size))
-    self.tune_warmup_steps = round(cfg.tune_warmup_epochs * steps_per_epoch)
-    self.eval_samples = int(cfg.eval_samples)
-    self.tuner_tx = optax.adam(cfg.tune_learning_rate)
-    # The base class built the model with the kit's default hyper-batch options; rebuild it with
-    # the configured ones (module construction is cheap, nothing is initialised yet).
-    self.kit = dataclasses.replace(
-        self.kit, tie_uv=bool(cfg.tie_uv), embedding_std=float(cfg.embedding_std),
-        embedding_hidden=int(cfg.embedding_hidden),
-        l2_with_fast_weights=bool(cfg.l2_with_fast_weights))
-    self.model = create_model(config.model, config.arch, self.kit, info.num_classes)
+  def __init__(self, settings: MethodSettings, info: DatasetInfo, num_train: int,
+               hyper: HyperBatchSettings):
+    # Set before the base class builds the model: `layer_kit` reads the layer options.
+    self.hyper = hyper
+    self.space = hyper.space
+    self.tau = hyper.tau
+    self.entropy = hyper.entropy
+    self.tune_every_steps = hyper.tune_every_steps
+    self.tune_warmup_steps = hyper.tune_warmup_steps
+    self.eval_samples = hyper.eval_samples
+    self.tuner_tx = optax.adam(hyper.tune_learning_rate)
+    super().__init__(settings, info, num_train)
+
+  def layer_kit(self) -> LayerKit:
+    return dataclasses.replace(
+        super().layer_kit(), tie_uv=self.hyper.tie_uv, embedding_std=self.hyper.embedding_std,
+        embedding_hidden=self.hyper.embedding_hidden,
+        l2_with_fast_weights=self.hyper.l2_with_fast_weights)
 
   # ---- λ → what the model reads ----------------------------------------------------------------
   def conditioning(self, hparams: dict, lam: jax.Array) -> Conditioning:
@@ -139,12 +152,12 @@ class HyperBatchEnsemble(BatchEnsemble):
     return self.model.init(rng, dummy, self.conditioning(self.initial_hparams(), lam), train=False)
 
   def init_tuner(self, rng: jax.Array) -> TunerState:
-    if self.config.hyper.init == 'narrow':
+    if self.hyper.init == 'narrow':
       dist = hp.init_narrow(rng, self.space, self.num_members)
-    elif self.config.hyper.init == 'log_centred':
+    elif self.hyper.init == 'log_centred':
       dist = hp.init_log_centred(rng, self.space, self.num_members,
-                                 half_width=float(self.config.hyper.init_half_width),
-                                 spread=float(self.config.hyper.init_member_spread))
+                                 half_width=self.hyper.init_half_width,
+                                 spread=self.hyper.init_member_spread)
     else:
       dist = hp.init_whole_range(self.space, self.num_members)
     return TunerState(dist=dist, opt_state=self.tuner_tx.init(dist))
@@ -162,6 +175,11 @@ class HyperBatchEnsemble(BatchEnsemble):
     return loss, (model_state, metrics)
 
   # ---- tuning ----------------------------------------------------------------------------------
+  @property
+  def tune_data(self) -> TuneData:
+    return TuneData(batch_size=self.hyper.validation_batch_size,
+                    config_key='hyper.validation_batch_size')
+
   def tune_index(self, step: int) -> int | None:
     """Tune-step number j after train step `step` (0-based), or None if no tune step follows it.
 
@@ -190,32 +208,13 @@ class HyperBatchEnsemble(BatchEnsemble):
     return loss, {'tune_loss': loss, 'tune_nll': nll, 'tune_entropy': entropy}
 
   def tune_update(self, state, batch: dict):
-    """One tune step: Adam on t only, then the projection. Pure; `make_tune_step` jits it."""
+    """One tune step: Adam on t only, then the projection. Pure; training/steps.py jits it."""
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, _TUNE_SALT), state.step)
     grads, metrics = jax.grad(self.tune_loss, has_aux=True)(
         state.tuner.dist, state.params, state.model_state, state.hparams, batch, rng)
     updates, opt_state = self.tuner_tx.update(grads, state.tuner.opt_state, state.tuner.dist)
     dist = hp.project(optax.apply_updates(state.tuner.dist, updates), self.space)
     return state.replace(tuner=TunerState(dist=dist, opt_state=opt_state)), metrics
-
-  def make_tune_step(self, dataset, mesh):
-    """The loop's hook: `tune(state, step) → (state, metrics or {})`, called after every step."""
-    batch_size = int(self.config.hyper.validation_batch_size)
-    sharding.check_divisible(batch_size, 'hyper.validation_batch_size')
-    stream = TrainStream(dataset.validation, batch_size, 1, self.config.seed,
-                         rows=sharding.process_rows(batch_size),
-                         what='hyper.validation_batch_size')
-    replicated = sharding.replicated(mesh)
-    update = jax.jit(self.tune_update, donate_argnums=0, out_shardings=(replicated, replicated))
-
-    def tune(state, step: int):
-      j = self.tune_index(step)
-      if j is None:
-        return state, {}
-      batch = {k: sharding.to_global(v, mesh, 1) for k, v in stream.batch(j).items()}
-      return update(state, batch)
-
-    return tune
 
   def final_hyperparameters(self, state) -> dict[str, dict[str, list[float]]]:
     """`{name: {'lower': [M], 'upper': [M], 'mean': [M]}}`: each member's λ distribution."""
@@ -262,7 +261,4 @@ class SelfTuningNetwork(HyperBatchEnsemble):
   ensemble with a single member, whatever `config.num_members` says."""
 
   name = 'stn'
-
-  @classmethod
-  def members_from_config(cls, config) -> int:
-    return 1
+  fixed_members = 1

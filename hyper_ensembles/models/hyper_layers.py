@@ -27,7 +27,7 @@ s_k[c]²·Σ_a r_k[a]² W[a, c]², etc.); with False (official ResNet code, our 
 Δ_k = Δ. The bias term is the same expansion with b_k, δ_k and e₂ (fast weights never touch biases).
 The value is sown into the `penalties` collection like `layers.sow_l2`; the method divides by N.
 
-The form registers itself in `kit.FORMS['hyper_batch']` when this module is imported.
+models/kit.py builds these layers for the 'hyper_batch' form.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hyper_ensembles.models import kit as kit_lib
 from hyper_ensembles.models.conditioning import Conditioning
 from hyper_ensembles.models.layers import (
   KERNEL_INIT,
@@ -222,14 +221,3 @@ class HyperBatchEnsembleConv(_HyperBatchEnsembleBase):
     return self._forward(
         x, cond, (*self.kernel_size, x.shape[-1], self.features),
         lambda h, k, r: scaled_conv(h, k, r, self.strides, self.padding))
-
-
-def _hyper_batch(kit: kit_lib.LayerKit, kind: str, kwargs: dict) -> nn.Module:
-  cls = HyperBatchEnsembleDense if kind == 'dense' else HyperBatchEnsembleConv
-  return cls(num_members=kit.num_members, fast_init=kit.fast_init, fast_std=kit.fast_std,
-             tie_uv=kit.tie_uv, embedding_std=kit.embedding_std,
-             embedding_hidden=kit.embedding_hidden,
-             l2_with_fast_weights=kit.l2_with_fast_weights, **kwargs)
-
-
-kit_lib.FORMS['hyper_batch'] = _hyper_batch

@@ -1,7 +1,8 @@
 """`LayerKit`: builds an architecture's layers in plain, batch-ensemble or hyper-batch form.
 
 Architectures are written once against a kit (`kit.dense(...)`, `kit.conv(...)`); the kit decides
-which layer class implements each form. Adding a form means adding one entry to `FORMS`.
+which layer class implements each form. Adding a form means adding one entry to `FORMS`, the
+registry of forms, which imports every form's layers itself.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 
 import flax.linen as nn
 
-from hyper_ensembles.models import layers
+from hyper_ensembles.models import hyper_layers, layers
 
 
 def _plain(kit: LayerKit, kind: str, kwargs: dict) -> nn.Module:
@@ -23,11 +24,20 @@ def _batch(kit: LayerKit, kind: str, kwargs: dict) -> nn.Module:
   return cls(num_members=kit.num_members, fast_init=kit.fast_init, fast_std=kit.fast_std, **kwargs)
 
 
-# form name → builder(kit, 'dense' | 'conv', layer kwargs). The hyper-batch form registers itself
-# from models/hyper_layers.py so that this module does not depend on it.
+def _hyper_batch(kit: LayerKit, kind: str, kwargs: dict) -> nn.Module:
+  dense, conv = hyper_layers.HyperBatchEnsembleDense, hyper_layers.HyperBatchEnsembleConv
+  cls = dense if kind == 'dense' else conv
+  return cls(num_members=kit.num_members, fast_init=kit.fast_init, fast_std=kit.fast_std,
+             tie_uv=kit.tie_uv, embedding_std=kit.embedding_std,
+             embedding_hidden=kit.embedding_hidden,
+             l2_with_fast_weights=kit.l2_with_fast_weights, **kwargs)
+
+
+# form name → builder(kit, 'dense' | 'conv', layer kwargs).
 FORMS: dict[str, Callable[[LayerKit, str, dict], nn.Module]] = {
     'plain': _plain,
     'batch': _batch,
+    'hyper_batch': _hyper_batch,
 }
 
 

@@ -1,2 +1,2 @@
-"""What one train step needs: device mesh and sharding, optimisers, the train state, steps,
-checkpoints."""
+"""What training needs: device mesh and sharding, optimisers, the train state, the train and tune
+steps, checkpoints, and the factory that builds a run's parts from its config (setup.py)."""
