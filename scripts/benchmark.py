@@ -43,6 +43,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -55,8 +56,8 @@ import numpy as np
 from hyper_ensembles.data.dataset import DatasetInfo
 from hyper_ensembles.data.streams import steps_per_epoch
 from hyper_ensembles.methods import registry as method_registry
+from hyper_ensembles.models import lenet
 from hyper_ensembles.models import registry as model_registry
-from hyper_ensembles.models.layers import PENALTY_COLLECTION
 from hyper_ensembles.training import sharding
 from hyper_ensembles.training.state import count_params, create_train_state
 from hyper_ensembles.training.steps import make_train_step
@@ -93,7 +94,7 @@ DEFAULT_DATASET = {'mlp': 'fashion_mnist', 'lenet': 'fashion_mnist', 'resnet20':
 # configs/default.py.
 CONFIG_FILES = {'resnet20': ('resnet20', 'method={method},dataset={dataset}'),
                 'wrn28_10': ('wrn28_10', 'method={method},dataset={dataset}')}
-DEFAULT_CONFIG_FILE = ('default', 'method={method},arch={arch}')
+DEFAULT_CONFIG_FILE = ('default', 'method={method},arch={arch},dataset={dataset}')
 # Layer form → weight paths per layer (a hyper-batch layer multiplies by both W and Δ).
 WEIGHT_PATHS = {'plain': 1, 'batch': 1, 'hyper_batch': 2}
 
@@ -113,9 +114,26 @@ def mlp_train_flops(config: ml_collections.ConfigDict, info: DatasetInfo, rows: 
   return 2.0 * rows * paths * (2 * sum(sizes) + sum(sizes[1:]))
 
 
+def lenet_train_flops(config: ml_collections.ConfigDict, info: DatasetInfo, rows: int,
+                      paths: int) -> float:
+  """Multiply-add FLOPs of one LeNet training step on `rows` member rows, the peers' count
+  (peerbench/common.py): 3 × forward (the first layer's input gradient included), 5×5 SAME
+  convolutions, 2×2 pools, elementwise work not counted."""
+  model = lenet.LeNet(kit=None, num_classes=info.num_classes)
+  h, w, c = info.image_shape
+  macs = 0
+  for features in model.conv_features:
+    macs += h * w * 25 * c * features
+    h, w, c = -(-h // 2), -(-w // 2), features
+  widths = (h * w * c, *model.dense_features, info.num_classes)
+  macs += sum(a * b for a, b in itertools.pairwise(widths))
+  return 3 * 2.0 * rows * paths * macs
+
+
 # Architecture → analytic FLOPs(config, dataset info, member rows, weight paths); architectures
 # without an entry use XLA's cost analysis of the compiled step.
-ANALYTIC_FLOPS: dict[str, Callable[..., float]] = {'mlp': mlp_train_flops}
+ANALYTIC_FLOPS: dict[str, Callable[..., float]] = {'mlp': mlp_train_flops,
+                                                   'lenet': lenet_train_flops}
 
 
 def xla_flops(compiled) -> float | None:
@@ -193,33 +211,14 @@ def build_config(spec: Spec, args: argparse.Namespace) -> ml_collections.ConfigD
   opt = config.optimizer
   opt.name, opt.learning_rate, opt.momentum, opt.nesterov = 'sgd', args.learning_rate, 0.9, False
   opt.warmup_epochs, opt.decay_epochs, opt.decay_fractions = 0.0, (), ()
-  for name in config.hparams:
-    if name == 'dropout':
-      config.hparams[name] = args.dropout
-    elif 'l2' in name and spec.ce_only:
-      config.hparams[name] = 0.0
+  if 'dropout' in config.hparams:
+    config.hparams.dropout = args.dropout
   if 'hyper' in config and args.hyper_tuned:
     keep = args.hyper_tuned.split(',')
     space = {k: tuple(v) for k, v in config.hyper.space.items() if any(w in k for w in keep)}
     with config.unlocked():
       config.hyper.space = ml_collections.ConfigDict(space)
   return config
-
-
-def without_penalties(method) -> None:
-  """Cross-entropy only: the model's `sow` calls become no-ops (their collection is not mutable).
-
-  Needed for the hyper-batch ensemble, whose λ-dependent L2 is built whatever the fixed values
-  say; for the other methods l2 = 0 already leaves the terms out (`Conditioning.zero`).
-  """
-  model, apply = method.model, method.model.apply
-
-  def apply_without_penalties(variables, *a, mutable=False, **kw):
-    if isinstance(mutable, list | tuple):
-      mutable = [c for c in mutable if c != PENALTY_COLLECTION]
-    return apply(variables, *a, mutable=mutable, **kw)
-
-  object.__setattr__(model, 'apply', apply_without_penalties)  # Flax modules are frozen
 
 
 def synthetic_batches(rng: np.random.Generator, data: SyntheticData, orders: int, batch_size: int,
@@ -239,9 +238,9 @@ def prepare_model(spec: Spec, args: argparse.Namespace, mesh) -> Workload:
   data = DATASETS[dataset_for(spec.arch, args)]
   config = build_config(spec, args)
   sharding.check_divisible(spec.batch_size, 'batch_size')
-  method = method_registry.create_method(config, data.info, data.num_train)
-  if spec.ce_only:
-    without_penalties(method)
+  # Cross-entropy only: the method is built without its penalty terms (MethodSettings.penalties).
+  method = method_registry.create_method(config, data.info, data.num_train,
+                                         penalties=not spec.ce_only)
   state, tx, _ = create_train_state(method, config,
                                     steps_per_epoch(data.num_train, spec.batch_size), mesh)
   batches = synthetic_batches(np.random.default_rng(0), data, method.num_data_orders,
@@ -275,6 +274,36 @@ def prepare_model(spec: Spec, args: argparse.Namespace, mesh) -> Workload:
   return Workload(run=run, flops=flops_analytic or flops_xla, info=info, spec=spec,
                   steps=calibrate(run, args.block_seconds),
                   last_metrics=lambda: jax.device_get(carry['metrics']))
+
+
+def end_to_end(workload: Workload, args: argparse.Namespace) -> dict:
+  """One run of the real training loop (`train.train_and_evaluate`) for `args.e2e_epochs` epochs
+  on the architecture's real dataset, with the benchmarked model's config; its training rate
+  against the step benchmark's for the same model.
+
+  The loop's `train_seconds` (metrics.json) includes the first step's compilation; the benchmark's
+  compile time of the same step is subtracted. Data loading and the final evaluation are outside
+  `train_seconds` (reported as wall time). Not interleaved with the timed blocks: it runs after.
+  """
+  from hyper_ensembles import train  # the root entry point (scripts sit above every layer)
+
+  spec = workload.spec
+  config = build_config(spec, args)
+  config.num_epochs, config.num_train_steps = float(args.e2e_epochs), -1
+  data = DATASETS[dataset_for(spec.arch, args)]
+  steps = round(args.e2e_epochs * steps_per_epoch(data.num_train, spec.batch_size))
+  with tempfile.TemporaryDirectory(prefix='benchmark_e2e_') as workdir:
+    t0 = time.perf_counter()
+    results = train.train_and_evaluate(config, workdir)
+    wall = time.perf_counter() - t0
+  train_seconds = float(results['train_seconds'])
+  compile_seconds = workload.info['compile_seconds']
+  loop_rate = steps / max(train_seconds - compile_seconds, 1e-9)
+  bench_rate = 1.0 / workload.seconds_per_call()
+  return {'label': f'{spec.label}, {args.e2e_epochs:g} epoch(s) of {config.dataset}',
+          'steps': steps, 'train_seconds': train_seconds, 'compile_seconds': compile_seconds,
+          'wall_seconds': wall, 'loop_steps_per_second': loop_rate,
+          'benchmark_steps_per_second': bench_rate, 'loop_over_benchmark': loop_rate / bench_rate}
 
 
 def prepare_matmul(args: argparse.Namespace) -> Workload:
@@ -345,11 +374,46 @@ def summarise(models: list[Workload], matmul: Workload) -> dict:
       if single is not None:
         row[f'cost_x_single{suffix}'] = single[f'steps_per_second{suffix}'] / sps
   return {
+      'ratios': issue_ratios(rows),
       'matmul': {'size': matmul.info['size'], 'gflops_per_second': rates[False] / 1e9,
                  'gflops_per_second_best': rates[True] / 1e9, 'calls_per_block': matmul.steps,
                  'block_seconds': matmul.times},
       'models': rows,
   }
+
+
+def issue_ratios(rows: list[dict]) -> list[dict]:
+  """Per architecture, the ratios PERFORMANCE.md sets targets on (medians; `bound` and `better`
+  say which side meets it): the single model's share of the matmul rate, the batch ensemble's step
+  cost over the single step at the same unique batch (≤ M), the hyper-batch over the batch step
+  cost (≤ 2), and the vectorised deep ensemble's speed-up over training its M members one after
+  another (M single steps at the same per-member batch; ≥ 1)."""
+  out = []
+  for arch in dict.fromkeys(r['arch'] for r in rows):
+    get = lambda method, ce=False, ref=False, a=arch: next(
+        (r for r in rows if r['arch'] == a and r['method'] == method and r['ce_only'] == ce
+         and r['reference'] == ref), None)
+    ref, batch, hyper, deep = get('single', ref=True), get('batch'), get('hyper_batch'), get('deep')
+
+    def add(name, value, bound, better, arch=arch):
+      if value is not None:
+        met = value >= bound if better == 'higher' else value <= bound
+        out.append({'arch': arch, 'ratio': name, 'value': value, 'bound': bound,
+                    'better': better, 'met': bool(met)})
+
+    if ref and ref.get('fraction_of_matmul') is not None:
+      add(f"single b{ref['batch_size']} share of the matmul rate", ref['fraction_of_matmul'],
+          0.6 if arch == 'mlp' else 0.2, 'higher')
+    if batch and 'cost_x_single' in batch:
+      add('batch ensemble step / single step (same unique batch)', batch['cost_x_single'],
+          batch['num_members'], 'lower')
+    if batch and hyper:
+      add('hyper-batch step / batch step', batch['steps_per_second'] / hyper['steps_per_second'],
+          2.0, 'lower')
+    if deep and 'cost_x_single' in deep:
+      add('vectorised deep ensemble speed-up over members in turn',
+          deep['num_members'] / deep['cost_x_single'], 1.0, 'higher')
+  return out
 
 
 def check_targets(result: dict, args: argparse.Namespace) -> list[dict]:
@@ -400,6 +464,19 @@ def print_report(result: dict) -> None:
           f"{frac:>4}")
   for note in result['notes']:
     print(f'note: {note}')
+  if result['ratios']:
+    print('\nRatios (medians of this run; PERFORMANCE.md bounds):')
+    for t in result['ratios']:
+      sign = '>=' if t['better'] == 'higher' else '<='
+      print(f"  {'met ' if t['met'] else 'MISS'}  {t['arch']:<6} {t['ratio']:<56} "
+            f"{t['value']:.3f}  {sign} {t['bound']:g}")
+  for e in result.get('end_to_end', []):
+    print(f"\nreal loop, {e['label']}: {e['steps']} steps in {e['train_seconds']:.1f} s of "
+          f"training ({e['compile_seconds']:.1f} s of it compiling) = "
+          f"{e['loop_steps_per_second']:.2f} steps/s without compilation; step benchmark "
+          f"{e['benchmark_steps_per_second']:.2f} → "
+          f"{e['loop_over_benchmark']:.2f} (target >= 0.8); wall {e['wall_seconds']:.1f} s with "
+          'data loading and final evaluation')
   if result['targets']:
     print('\nPERFORMANCE.md targets (MLP workload; median, best block in brackets):')
     for t in result['targets']:
@@ -431,6 +508,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--warmup_steps', type=int, default=3, help='steps run before calibration')
   p.add_argument('--block_seconds', type=float, default=0.3, help='length of a timed block')
   p.add_argument('--rounds', type=int, default=15, help='timed blocks per workload')
+  p.add_argument('--e2e_method', default='',
+                 help='also run this method (e.g. batch) through the real training loop for '
+                 '--e2e_epochs epochs on each architecture\'s real dataset, after the timed rounds')
+  p.add_argument('--e2e_epochs', type=float, default=1.0)
   p.add_argument('--xla_flags', default='', help='appended to $XLA_FLAGS before the backend starts')
   p.add_argument('--out', default=None, help='write the results here as JSON')
   return p.parse_args(argv)
@@ -455,6 +536,9 @@ def main(argv=None) -> dict:
     for w in workloads[k:] + workloads[:k]:
       w.time_block()
   result = summarise(models, matmul)
+  result['end_to_end'] = [end_to_end(w, args) for w in models
+                          if args.e2e_method and w.spec.method == args.e2e_method
+                          and not w.spec.ce_only and not w.spec.reference]
   result['notes'] = notes
   result['targets'] = check_targets(result, args)
   result['environment'] = {

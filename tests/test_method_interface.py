@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from hyper_ensembles.data.streams import TrainStream, steps_per_epoch
 from hyper_ensembles.methods import base
 from hyper_ensembles.methods.registry import create_method
 from hyper_ensembles.training import sharding, steps
+from hyper_ensembles.training.state import create_train_state
 from tests.conftest import smoke_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,3 +112,23 @@ def test_every_layer_form_is_registered_by_the_registry_itself():
   out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                        check=True).stdout
   assert out.strip() == "['batch', 'hyper_batch', 'plain']"
+
+
+@pytest.mark.parametrize('name', ['batch', 'hyper_batch'])
+def test_penalties_off_leaves_the_cross_entropy_alone(name):
+  """`create_method(..., penalties=False)` (benchmarks): the same cross-entropy, no penalty."""
+  config = smoke_config(name, 'mlp')
+  mesh = sharding.create_mesh()
+  with_l2 = create_method(config, DIGITS, NUM_TRAIN)
+  without = create_method(config, DIGITS, NUM_TRAIN, penalties=False)
+  assert with_l2.settings.penalties and not without.settings.penalties
+  state, _, _ = create_train_state(with_l2, config, 10, mesh)
+  batch = {'images': np.asarray(_split(config.batch_size).images[None]),
+           'labels': np.asarray(_split(config.batch_size).labels[None])}
+  args = (state.params, state.model_state, state.hparams, state.tuner, batch,
+          jax.random.PRNGKey(0))
+  loss, (_, metrics) = with_l2.loss(*args)
+  loss_ce, (_, metrics_ce) = without.loss(*args)
+  assert float(metrics['penalty']) > 0 and float(metrics_ce['penalty']) == 0
+  np.testing.assert_allclose(loss, metrics['cross_entropy'] + metrics['penalty'], rtol=1e-6)
+  np.testing.assert_allclose(loss_ce, metrics['cross_entropy'], rtol=1e-6)

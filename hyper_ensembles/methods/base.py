@@ -4,7 +4,8 @@ A method owns: the model (an architecture built in the method's layer form), the
 variables, the training loss, and `predict`, which returns member logits `[M, B, C]` for every
 method so that one evaluation path serves all of them. Methods whose members are independent
 networks set `vectorized = True`: their parameters, optimiser state and hyperparameters carry a
-leading member axis and the training loop `vmap`s one member's update over it.
+leading member axis and the training loop maps one member's update over it (`member_map`: `vmap`,
+or members one after another for convolutional architectures).
 
 Methods are built from explicit settings (`MethodSettings`, plus a family's own, e.g. the
 hyper-batch `HyperBatchSettings`) that methods/registry.py reads from the run config once; a
@@ -54,12 +55,16 @@ class MethodSettings:
     model: the architecture's options (`config.model`: sizes, fast-weight initialisation).
     hparams: `{name: [M] float32}`, one value per member of every hyperparameter the architecture
       and the loss read (`hparam_names(arch)`, in that order); see `resolve_hparams`.
+    penalties: whether the training loss includes the layers' penalties (L2). False leaves them
+      out of the program altogether (the layers' `sow` calls do nothing), so that benchmarks can
+      time the cross-entropy alone; runs always train with them.
   """
 
   arch: str
   num_members: int
   model: ml_collections.FrozenConfigDict
   hparams: Mapping[str, np.ndarray]
+  penalties: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +112,12 @@ class Method(abc.ABC):
     return LayerKit(form=self.layer_form, num_members=self.num_members,
                     fast_init=self.settings.model.fast_weight_init,
                     fast_std=self.settings.model.fast_weight_std)
+
+  @property
+  def unroll_members(self) -> bool:
+    """Whether a vectorised method maps members one after another rather than with `vmap`: for
+    convolutional architectures, whose vmapped convolutions are slow (methods/member_map.py)."""
+    return get_architecture(self.settings.arch).convolutional
 
   @property
   def num_data_orders(self) -> int:
@@ -178,9 +189,11 @@ class Method(abc.ABC):
     x = preprocess(images, self.info, k_aug)
     if tile is not None:
       x, labels = tile_members(x, tile), tile_members(labels, tile)
+    # A collection that is not mutable makes the layers' `sow` a no-op: no penalty is built.
+    sown = [PENALTY_COLLECTION] if self.settings.penalties else []
     logits, mutated = self.model.apply(
         {'params': params, **model_state}, x, cond, train=True, rngs={'dropout': k_dropout},
-        mutable=[*model_state, PENALTY_COLLECTION])
+        mutable=[*model_state, *sown])
     cross_entropy = losses.cross_entropy(logits, labels, smoothing).mean()
     penalty = losses.total_penalty(mutated.get(PENALTY_COLLECTION, {})) / self.num_train
     loss = cross_entropy + penalty

@@ -2,8 +2,9 @@
 
 Members are independent networks with their own initialisation and their own data order. They
 train in one vectorised program: parameters, optimiser states, hyperparameters and RNGs are
-stacked along a leading member axis and the training loop `vmap`s one member's update over it,
-so member k's trajectory is exactly that of the same network trained alone.
+stacked along a leading member axis and the training loop maps one member's update over it
+(member_map.py: `vmap`, or members unrolled for convolutional architectures), so member k's
+trajectory is that of the same network trained alone.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 
 from hyper_ensembles.data.preprocess import preprocess
 from hyper_ensembles.methods.base import Method
+from hyper_ensembles.methods.member_map import member_map
 from hyper_ensembles.models.conditioning import Conditioning
 
 
@@ -46,7 +48,8 @@ class DeepEnsemble(Method):
       return self.model.apply(
           {'params': params, **model_state}, x, self._cond(hparams), train=False)
 
-    return jax.vmap(member_logits)(state.params, state.model_state, state.hparams)
+    logits = member_map(member_logits, (0, 0, 0), self.unroll_members)
+    return logits(state.params, state.model_state, state.hparams)
 
 
 class SingleModel(DeepEnsemble):

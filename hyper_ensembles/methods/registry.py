@@ -110,19 +110,21 @@ def member_hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, t
 
 
 def method_settings(config: ml_collections.ConfigDict, cls: type[Method],
-                    hparam_values: dict | None = None) -> MethodSettings:
+                    hparam_values: dict | None = None, penalties: bool = True) -> MethodSettings:
   """The settings every method takes, from `arch`, `num_members`, `model`, `hparams` and
-  `member_hparams` (or `hparam_values`, per-member values that take its place)."""
+  `member_hparams` (or `hparam_values`, per-member values that take its place); `penalties` as
+  in `MethodSettings`."""
   members = int(config.num_members) if cls.fixed_members is None else cls.fixed_members
   if hparam_values is None:
     hparam_values = member_hparams_from_config(config)
   return MethodSettings(
       arch=config.arch, num_members=members, model=ml_collections.FrozenConfigDict(config.model),
-      hparams=resolve_hparams(config.arch, dict(config.hparams), hparam_values, members))
+      hparams=resolve_hparams(config.arch, dict(config.hparams), hparam_values, members),
+      penalties=penalties)
 
 
 def create_method(config: ml_collections.ConfigDict, info: DatasetInfo, num_train: int,
-                  hparam_values: dict | None = None) -> Method:
+                  hparam_values: dict | None = None, penalties: bool = True) -> Method:
   """The method `config.method` names, built from the settings read from `config`.
 
   Args:
@@ -132,8 +134,9 @@ def create_method(config: ml_collections.ConfigDict, info: DatasetInfo, num_trai
     hparam_values: optional per-member values `{name: [M] sequence}` overriding `config.hparams`;
       defaults to the non-empty entries of `config.member_hparams`, so a hyper-deep pool chunk is
       an ordinary run whose config.json records every member's hyperparameters.
+    penalties: False trains on the cross-entropy alone (`MethodSettings.penalties`; benchmarks).
   """
   registered = _registered(config.method)
-  settings = method_settings(config, registered.cls, hparam_values)
+  settings = method_settings(config, registered.cls, hparam_values, penalties)
   family = registered.family_settings(config, settings, num_train)
   return registered.cls(settings, info, num_train, **family)

@@ -39,12 +39,12 @@ import jax
 import jax.numpy as jnp
 
 from hyper_ensembles.models.conditioning import Conditioning
+from hyper_ensembles.models.convolution import member_conv2d
 from hyper_ensembles.models.layers import (
   KERNEL_INIT,
   PENALTY_COLLECTION,
   fast_weight_init,
   per_member,
-  scaled_conv,
   scaled_matmul,
 )
 
@@ -175,7 +175,8 @@ class _HyperBatchEnsembleBase(nn.Module):
 
     if self.tie_uv:
       # u = r: one matmul / conv with [W, Δ] stacked along the outputs computes both paths, which
-      # halves the number of convolutions to compile and run.
+      # halves the number of convolutions to compile and run (for a conv: one per member, with
+      # the member's kernel [W, Δ] ∘ r_k; convolution.member_conv2d).
       both = scaled_op(x, jnp.concatenate([kernel, delta], axis=-1), r)
       y, y_delta = both[..., :self.features], both[..., self.features:]
     else:
@@ -220,4 +221,4 @@ class HyperBatchEnsembleConv(_HyperBatchEnsembleBase):
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
     return self._forward(
         x, cond, (*self.kernel_size, x.shape[-1], self.features),
-        lambda h, k, r: scaled_conv(h, k, r, self.strides, self.padding))
+        lambda h, k, r: member_conv2d(h, k, r, self.strides, self.padding))

@@ -9,6 +9,8 @@ parameters by matching substrings of their names.
 Batch-ensemble layers (Wen et al. 2020) keep an explicit leading member axis: input `[M, B, ...]`,
 shared kernel W, per-member fast weights r (input side) and s (output side) and per-member bias:
 y_k = ((x ∘ r_k) W) ∘ s_k + b_k, which equals x W_k + b_k with W_k = W ∘ r_k s_kᵀ.
+Convolutions (every form) are convolution.py's: row-chunked on CPU, and for batch ensembles
+conv(x_k, W ∘ r_k) per member, which equals conv(x_k ∘ r_k, W).
 Fast weights are boxed as `FastWeight` at init so the optimiser can give them their own learning
 rate by parameter-tree label.
 
@@ -19,7 +21,7 @@ is applied by the method, the layers sow ν·‖θ‖² averaged over members.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -30,6 +32,7 @@ from flax.linen import meta
 from jax.custom_derivatives import SymbolicZero
 
 from hyper_ensembles.models.conditioning import Conditioning, expand_rows, member_mean
+from hyper_ensembles.models.convolution import conv2d, member_conv2d
 
 KERNEL_INIT = nn.initializers.he_normal()
 PENALTY_COLLECTION = 'penalties'
@@ -135,21 +138,6 @@ def _scaled_matmul_bwd(res, dz):
 scaled_matmul.defvjp(_scaled_matmul_fwd, _scaled_matmul_bwd, symbolic_zeros=True)
 
 
-def scaled_conv(x: jax.Array, kernel: jax.Array, r: jax.Array, strides: Sequence[int],
-                padding: str) -> jax.Array:
-  """Convolution of x ∘ r_k (r over input channels, per member) — the conv form of scaled_matmul."""
-  return conv_nd(x * per_member(r, x.ndim), kernel, strides, padding)
-
-
-def conv_nd(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str) -> jax.Array:
-  """2-D convolution over `[..., H, W, C]` with any number of leading row axes."""
-  lead = x.shape[:-3]
-  y = jax.lax.conv_general_dilated(
-      x.reshape((-1, *x.shape[-3:])), kernel, window_strides=tuple(strides), padding=padding,
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  return y.reshape(lead + y.shape[1:])
-
-
 class _PlainBase(nn.Module):
   """Shared kernel / bias / L2 logic of the plain dense and conv layers."""
 
@@ -189,7 +177,7 @@ class Conv(_PlainBase):
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
     return self._forward(
         x, cond, (*self.kernel_size, x.shape[-1], self.features),
-        lambda h, k: conv_nd(h, k, self.strides, self.padding))
+        lambda h, k: conv2d(h, k, self.strides, self.padding))
 
 
 class _BatchEnsembleBase(nn.Module):
@@ -240,7 +228,7 @@ class BatchEnsembleConv(_BatchEnsembleBase):
   def __call__(self, x: jax.Array, cond: Conditioning) -> jax.Array:
     return self._forward(
         x, cond, (*self.kernel_size, x.shape[-1], self.features),
-        lambda h, k, r: scaled_conv(h, k, r, self.strides, self.padding))
+        lambda h, k, r: member_conv2d(h, k, r, self.strides, self.padding))
 
 
 def dropout(rng: jax.Array, x: jax.Array, rate: jax.Array) -> jax.Array:

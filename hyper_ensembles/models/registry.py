@@ -16,6 +16,9 @@ from hyper_ensembles.models.kit import LayerKit
 class Architecture:
   build: Callable[[ml_collections.ConfigDict, LayerKit, int], nn.Module]
   hparams: tuple[str, ...]  # hyperparameter names the model reads from its Conditioning
+  # Whether the network has convolutions: vectorised methods then map its members one after
+  # another instead of `vmap`ping them (methods/member_map.py).
+  convolutional: bool = False
 
 
 def _section(cfg: ml_collections.ConfigDict, name: str, config_file: str
@@ -47,10 +50,10 @@ ARCHITECTURES: dict[str, Architecture] = {
         hparams=mlp.HPARAMS),
     'lenet': Architecture(
         build=lambda cfg, kit, num_classes: lenet.LeNet(kit=kit, num_classes=num_classes),
-        hparams=lenet.HPARAMS),
+        hparams=lenet.HPARAMS, convolutional=True),
     # Sizes come from config.model.resnet20 / config.model.wrn (smoke presets shrink them).
-    'resnet20': Architecture(build=_resnet20, hparams=resnet20.HPARAMS),
-    'wrn28_10': Architecture(build=_wrn, hparams=wide_resnet.HPARAMS),
+    'resnet20': Architecture(build=_resnet20, hparams=resnet20.HPARAMS, convolutional=True),
+    'wrn28_10': Architecture(build=_wrn, hparams=wide_resnet.HPARAMS, convolutional=True),
 }
 
 

@@ -19,6 +19,7 @@ from jax.sharding import Mesh
 from hyper_ensembles.data.dataset import ArraySplit
 from hyper_ensembles.data.streams import TrainStream
 from hyper_ensembles.methods.base import Method
+from hyper_ensembles.methods.member_map import member_map
 from hyper_ensembles.training import sharding
 from hyper_ensembles.training.state import TrainState
 
@@ -28,7 +29,8 @@ TuneStep = Callable[[TrainState, int], tuple[TrainState, dict]]
 
 
 def make_train_step(method: Method, tx: optax.GradientTransformation):
-  """Pure `(state, batch) → (state, metrics)`; vmapped over members for vectorised methods."""
+  """Pure `(state, batch) → (state, metrics)`; for vectorised methods one member's update mapped
+  over the members (`member_map`: `vmap`, unrolled for convolutional architectures)."""
 
   def member_update(params, model_state, opt_state, hparams, tuner, batch, rng):
     grad_fn = jax.value_and_grad(method.loss, has_aux=True)
@@ -41,7 +43,7 @@ def make_train_step(method: Method, tx: optax.GradientTransformation):
     args = (state.params, state.model_state, state.opt_state, state.hparams, state.tuner, batch)
     if method.vectorized:
       rngs = jax.vmap(jax.random.fold_in, in_axes=(0, None))(state.rng, state.step)
-      update = jax.vmap(member_update, in_axes=(0, 0, 0, 0, None, 0, 0))
+      update = member_map(member_update, (0, 0, 0, 0, None, 0, 0), method.unroll_members)
       params, model_state, opt_state, metrics = update(*args, rngs)
       metrics = jax.tree.map(jnp.mean, metrics)
     else:
