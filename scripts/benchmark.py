@@ -136,6 +136,19 @@ ANALYTIC_FLOPS: dict[str, Callable[..., float]] = {'mlp': mlp_train_flops,
                                                    'lenet': lenet_train_flops}
 
 
+def xla_memory(compiled) -> dict | None:
+  """Bytes of a compiled program's arguments, outputs and temporaries (XLA's memory analysis)."""
+  try:
+    analysis = compiled.memory_analysis()
+  except Exception:  # not every backend implements it
+    return None
+  if analysis is None:
+    return None
+  keys = ('argument_size_in_bytes', 'output_size_in_bytes', 'temp_size_in_bytes',
+          'alias_size_in_bytes', 'generated_code_size_in_bytes')
+  return {k: int(getattr(analysis, k)) for k in keys if hasattr(analysis, k)}
+
+
 def xla_flops(compiled) -> float | None:
   """FLOPs per call from XLA's cost analysis of a compiled function, if the backend reports it."""
   try:
@@ -269,7 +282,7 @@ def prepare_model(spec: Spec, args: argparse.Namespace, mesh) -> Workload:
       'batch_size': spec.batch_size, 'num_members': method.num_members, 'member_rows': rows,
       'layer_form': method.layer_form, 'ce_only': spec.ce_only, 'reference': spec.reference,
       'num_params': count_params(state.params), 'compile_seconds': compile_seconds,
-      'flops_analytic': flops_analytic, 'flops_xla': flops_xla,
+      'flops_analytic': flops_analytic, 'flops_xla': flops_xla, 'memory_xla': xla_memory(step),
   }
   return Workload(run=run, flops=flops_analytic or flops_xla, info=info, spec=spec,
                   steps=calibrate(run, args.block_seconds),
