@@ -49,6 +49,7 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, method):
     assert metrics[name] == expected_metrics[name]
 
 
+@pytest.mark.slow
 def test_killed_subprocess_resumes_to_uninterrupted_parameters(tmp_path):
   """SIGKILL after the first checkpoint; resume; final state equals an uninterrupted run's."""
   overrides = dict(num_train_steps=300, checkpoint_every_steps=10, log_every_steps=50,
