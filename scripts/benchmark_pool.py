@@ -24,7 +24,7 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import jax
-from absl import app, flags, logging
+from absl import flags
 
 from configs import default
 from hyper_ensembles import hyper_deep, train
@@ -114,12 +114,5 @@ def benchmark() -> None:
     workdir_lib.write_json(_OUT.value, numbers)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.WARNING)
-  cli.run_reporting_user_errors(benchmark, _TRACEBACK.value)
-
-
 if __name__ == '__main__':
-  cli.run_app(main)
+  cli.run_app(benchmark, quiet=True)

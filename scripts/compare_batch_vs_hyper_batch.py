@@ -31,7 +31,7 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 
 from configs import default
 from hyper_ensembles import train
@@ -137,11 +137,5 @@ def run_comparison() -> None:
   print(f'wrote {workdir}/results.md and results.json ({time.time() - start:.0f} s)')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  cli.run_reporting_user_errors(run_comparison, _TRACEBACK.value)
-
-
 if __name__ == '__main__':
-  cli.run_app(main)
+  cli.run_app(run_comparison)

@@ -21,7 +21,7 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app, flags, logging
+from absl import flags
 
 from configs import default
 from hyper_ensembles import hyper_deep
@@ -79,12 +79,5 @@ def run_comparison() -> None:
       'summary': summary, 'seconds': time.time() - t0})
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.WARNING)
-  cli.run_reporting_user_errors(run_comparison, _TRACEBACK.value)
-
-
 if __name__ == '__main__':
-  cli.run_app(main)
+  cli.run_app(run_comparison, quiet=True)

@@ -17,7 +17,7 @@ import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app, flags, logging
+from absl import flags
 
 from configs import default as default_config
 from hyper_ensembles import hyper_deep, train
@@ -75,12 +75,5 @@ def run_demo() -> None:
   workdir_lib.write_json(os.path.join(_WORKDIR.value, 'results.json'), per_seed)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.WARNING)
-  cli.run_reporting_user_errors(run_demo, _TRACEBACK.value)
-
-
 if __name__ == '__main__':
-  cli.run_app(main)
+  cli.run_app(run_demo, quiet=True)

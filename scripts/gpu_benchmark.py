@@ -23,7 +23,7 @@ import json
 import os
 import time
 
-# The script's own directory (scripts/) is on sys.path: scripts/benchmark.py's machinery.
+# scripts/benchmark.py's machinery (a script's own folder is importable when it runs).
 import benchmark
 import jax
 

@@ -29,7 +29,7 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from hyper_ensembles import hyper_deep
@@ -60,12 +60,5 @@ def run() -> None:
     print(table_lib.markdown(table))
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  cli.setup_logging()
-  cli.run_reporting_user_errors(run, _TRACEBACK.value)
-
-
 if __name__ == '__main__':
-  cli.run_app(main)
+  cli.run_app(run)

@@ -37,7 +37,7 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from hyper_ensembles import hyper_deep
@@ -141,14 +141,11 @@ def sweep() -> None:
       sys.exit(str(e))
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.WARNING)
+def main() -> None:
   if not (_PRINT.value or _RUN.value):
     raise app.UsageError('Choose --print or --run (or both).')
-  cli.run_reporting_user_errors(sweep, _TRACEBACK.value)
+  sweep()
 
 
 if __name__ == '__main__':
-  cli.run_app(main)
+  cli.run_app(main, quiet=True)

@@ -98,12 +98,22 @@ def run_reporting_user_errors(fn: Callable[[], object], traceback: bool = False)
     _exit(type(e)(f'{e.strerror or e}{where}'))
 
 
-def run_app(main: Callable[[list[str]], object]) -> None:
-  """`app.run(main)` for a script: flag and user errors end in one `error (...)` line."""
+def run_app(work: Callable[[], object], *, quiet: bool = False) -> None:
+  """`app.run` for a script whose work takes no positional arguments.
+
+  Flag errors and user errors end in one `error (...)` line (the script's own `--traceback`,
+  from define_traceback_flag, shows the full one); `quiet` keeps the console to warnings, for
+  scripts that print their own progress.
+  """
   def run(argv: list[str]) -> object:
-    # A script's own `--traceback` (define_traceback_flag) reaches this outer handler too.
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    if quiet:
+      logging.set_verbosity(logging.WARNING)
+    else:
+      setup_logging()
     traceback = 'traceback' in flags.FLAGS and bool(flags.FLAGS.traceback)
-    return run_reporting_user_errors(lambda: main(argv), traceback)
+    return run_reporting_user_errors(work, traceback)
 
   app.run(run, flags_parser=parse_flags)
 
