@@ -10,7 +10,11 @@ Measures, in one run on the default device:
 - each model's FLOPs per step and its achieved GFLOP/s as a fraction of the matmul rate;
 - ratios: steps/s over the plain single model's at the reference batch ("× b512", the unit of
   PERFORMANCE.md), and each ensemble's step time over the single model's at the same number of
-  unique examples per step ("cost × single").
+  unique examples per step ("cost × single"); per architecture, the ratios PERFORMANCE.md sets
+  bounds on (`issue_ratios`: single share of the matmul rate, batch ensemble ≤ M × single,
+  hyper-batch ≤ 2 × batch, vectorised deep ensemble vs its members one after another);
+- optionally (`--e2e_method=batch`), after the timed rounds, one epoch of the real training loop
+  (`train.train_and_evaluate`, real data) against the step rate of the same model.
 
 Machines are shared and noisy, so the blocks of all workloads (the matmul included) are interleaved
 round-robin: each round times one block of each, so load from elsewhere hits every model alike.
@@ -19,8 +23,9 @@ Every number is the median over rounds; the best (fastest) block is kept in the 
 Workload of PERFORMANCE.md (the defaults): MLP 784-200-200-10 on 28×28×1 images, ReLU, softmax
 cross-entropy, SGD with momentum 0.9, M = 4 members, 128 unique examples per step (512 member rows:
 the deep ensemble's members each get their own 128 examples, the batch ensembles tile 128 examples
-over the members), no dropout (rate 0), L2 ν = 1; the hyper-batch ensemble tunes its L2 only
-(`--hyper_tuned`) and is timed with and without its L2 terms ("cross-entropy only"). Only train
+over the members), no dropout (rate 0); the hyper-batch ensemble tunes its L2 only
+(`--hyper_tuned`) and is timed with and without its L2 terms ("cross-entropy only": the method is
+built with `penalties=False`, methods/base.py `MethodSettings`). Only train
 steps are timed (not the hyper-batch tune step, one per `config.hyper.tune_every_steps`).
 
   .venv/bin/python scripts/benchmark.py --out=/tmp/benchmark.json
