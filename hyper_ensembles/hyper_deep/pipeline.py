@@ -22,7 +22,7 @@ from hyper_ensembles.hyper_deep import (
 from hyper_ensembles.hyper_deep.context import Context, StageLog
 from hyper_ensembles.hyper_deep.plan import plan_pipeline
 from hyper_ensembles.hyper_deep.predictions import Predictions
-from hyper_ensembles.hyper_deep.runs import echo
+from hyper_ensembles.hyper_deep.runs import echo as log_echo
 from hyper_ensembles.launching import jobs, registry
 
 # Stages in order; `run_pipeline(until=...)` stops after the named one.
@@ -30,7 +30,8 @@ STAGES = ('pool', 'select', 'stratify', 'retrain', 'fixed_init', 'deep_baseline'
 
 
 def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *, until: str | None = None,
-                 launcher: jobs.LaunchOptions | None = None) -> dict[str, Any]:
+                 launcher: jobs.LaunchOptions | None = None, echo: jobs.Echo = log_echo
+                 ) -> dict[str, Any]:
   """Runs (or resumes) the hyper-deep ensemble pipeline in `workdir`.
 
   Args:
@@ -39,6 +40,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *, until: str 
     until: stop after this stage (one of `STAGES`); None runs everything.
     launcher: how each stage's runs are trained; None: here, one after another. Not part of the
       config: the same DIR may be resumed with another launcher.
+    echo: where the launcher reports each run it starts or skips (default: the absl log).
 
   Returns:
     The contents of DIR/metrics.json, or {} when stopped before `evaluate`.
