@@ -105,7 +105,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   hd.search_space = ml_collections.ConfigDict(dict(RANGES))
   hd.ensemble_size = 3
   if not smoke:
-    hd.pool_size = FAST_POOL_SIZE if args['fast'] else POOL_SIZE
+    # `fast` touches the pipeline only, so the ordinary runs of both sizes share their workdirs.
+    hd.pool_size = FAST_POOL_SIZE if args['fast'] and method == 'hyper_deep' else POOL_SIZE
     hd.chunk_size = 25  # 25 vectorised MLP / LeNet members fit easily; a resume point mid-pool
   hd.stratify = True
   hd.fixed_init_baseline = True
