@@ -151,3 +151,53 @@ def checkpoint_params(run_dir: str):
 def stage_actions(entries) -> dict:
   """`{stage: action}` of hyper-deep stage-log entries."""
   return {e['stage']: e['action'] for e in entries}
+
+
+def checkpoint_steps(directory) -> list[int]:
+  """Finished checkpoint steps in an orbax directory (temporary dirs are not digits)."""
+  try:
+    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+  except FileNotFoundError:
+    return []
+
+
+def signal_after_first_checkpoint(workdir, overrides: dict, signum: int, *,
+                                  timeout: float = 240) -> tuple[int, str, int | None]:
+  """Trains a smoke deep MLP in a subprocess and sends it `signum` once a checkpoint exists.
+
+  Returns (exit status, stderr, the newest checkpoint step seen when the signal was sent, or None
+  when the run ended before one appeared).
+  """
+  import subprocess
+  import time
+  command = [sys.executable, '-m', 'hyper_ensembles.main',
+             '--config=configs/default.py:method=deep,arch=mlp,smoke',
+             *cli_overrides(**overrides), f'--workdir={workdir}']
+  process = subprocess.Popen(command, cwd=REPO_ROOT, env=subprocess_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  seen = None
+  try:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+      steps = checkpoint_steps(os.path.join(workdir, 'checkpoints'))
+      if steps:
+        process.send_signal(signum)
+        seen = steps[-1]
+        break
+      time.sleep(0.01)
+    _, stderr = process.communicate(timeout=120)
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+  return process.returncode, stderr, seen
+
+
+def assert_resumes_like_uninterrupted(config, workdir: str, reference: str) -> None:
+  """Resumes `workdir` to the end; its final state equals a run never interrupted."""
+  from hyper_ensembles import train
+  train.train_and_evaluate(config, workdir)
+  train.train_and_evaluate(config, reference)
+  final = restore_state(config, workdir)
+  assert int(final.step) == config.num_train_steps
+  assert_states_equal(final, restore_state(config, reference))

@@ -265,7 +265,8 @@ def test_ood_metrics_against_test_and_corruption_aggregates():
 # --- end-to-end smoke on the tiny ResNet -----------------------------------------------------
 
 
-@pytest.mark.parametrize('method', ['single', 'deep', 'batch', 'hyper_batch'])
+@pytest.mark.parametrize('method', ['single', 'deep', 'batch', pytest.param(
+    'hyper_batch', marks=pytest.mark.slow)])
 def test_resnet20_smoke_end_to_end(mock_tfds, tmp_path, method):
   from hyper_ensembles import train
 

@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO_ROOT, subprocess_env
 
 
+@pytest.mark.slow
 def test_demo_smoke_writes_a_mean_and_se_table_over_seeds(tmp_path):
   workdir = tmp_path / 'demo'
   cmd = [sys.executable, os.path.join(REPO_ROOT, 'scripts', 'demo.py'), f'--workdir={workdir}',

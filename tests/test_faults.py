@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -19,12 +16,12 @@ from hyper_ensembles.runs import cli
 from hyper_ensembles.training import divergence
 from hyper_ensembles.training.checkpoints import CheckpointError
 from tests.conftest import (
-  REPO_ROOT,
+  assert_resumes_like_uninterrupted,
   assert_states_equal,
-  cli_overrides,
+  checkpoint_steps,
   restore_state,
+  signal_after_first_checkpoint,
   smoke_config,
-  subprocess_env,
 )
 
 # 1 222 digits images / 256 = 4 steps per epoch; checkpoints at 4 and 8 (two kept), 12 at the end.
@@ -115,13 +112,6 @@ def test_divergence_rule():
       divergence.check_losses(bad, 10, bound, 8, 'dir')
 
 
-def _steps(directory) -> list[int]:
-  try:
-    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
-  except FileNotFoundError:
-    return []
-
-
 @pytest.mark.slow
 def test_ctrl_c_saves_the_current_step_and_resumes_bitwise(tmp_path):
   """SIGINT to a training subprocess: a checkpoint at the step reached, one line, status 130."""
@@ -129,33 +119,13 @@ def test_ctrl_c_saves_the_current_step_and_resumes_bitwise(tmp_path):
                    eval_every_steps=0)
   config = smoke_config('deep', 'mlp', **overrides)
   workdir = tmp_path / 'interrupted'
-  command = [sys.executable, '-m', 'hyper_ensembles.main',
-             '--config=configs/default.py:method=deep,arch=mlp,smoke',
-             *cli_overrides(**overrides), f'--workdir={workdir}']
-  process = subprocess.Popen(command, cwd=REPO_ROOT, env=subprocess_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  try:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None and not _steps(
-        workdir / 'checkpoints'):
-      time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-  finally:
-    if process.poll() is None:
-      process.kill()
-      process.wait()
+  returncode, stderr, _ = signal_after_first_checkpoint(workdir, overrides, signal.SIGINT)
   lines = [line for line in stderr.splitlines() if line.strip()]
-  assert process.returncode == cli.INTERRUPTED_STATUS, stderr[-3000:]
+  assert returncode == cli.INTERRUPTED_STATUS, stderr[-3000:]
   assert 'Traceback' not in stderr, stderr[-3000:]
   assert lines[-1].startswith('error (Interrupted): Stopped on Ctrl-C at step '), lines[-3:]
   stopped = int(lines[-1].split('at step ')[1].split()[0])
-  assert _steps(workdir / 'checkpoints')[-1] == stopped  # saved at the step reached
+  assert checkpoint_steps(workdir / 'checkpoints')[-1] == stopped  # saved at the step reached
   assert not (workdir / 'metrics.json').exists()
 
-  train.train_and_evaluate(config, str(workdir))
-  reference = str(tmp_path / 'reference')
-  train.train_and_evaluate(config, reference)
-  final = restore_state(config, str(workdir))
-  assert int(final.step) == 1000
-  assert_states_equal(final, restore_state(config, reference))
+  assert_resumes_like_uninterrupted(config, str(workdir), str(tmp_path / 'reference'))

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from hyper_ensembles import train
 from tests.conftest import (
-  REPO_ROOT,
+  assert_resumes_like_uninterrupted,
   assert_states_equal,
-  cli_overrides,
+  checkpoint_steps,
   restore_state,
+  signal_after_first_checkpoint,
   smoke_config,
-  subprocess_env,
 )
 
 # 1 222 digits training images / 256 = 4 steps per epoch: 12 steps cross two epoch boundaries, and
@@ -52,51 +49,19 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, method):
     assert metrics[name] == expected_metrics[name]
 
 
-def _latest_checkpoint(directory: str) -> int | None:
-  """Largest finished checkpoint step in an orbax directory (temporary dirs are not digits)."""
-  try:
-    steps = [int(d) for d in os.listdir(directory) if d.isdigit()]
-  except FileNotFoundError:
-    return None
-  return max(steps, default=None)
-
-
+@pytest.mark.slow
 def test_killed_subprocess_resumes_to_uninterrupted_parameters(tmp_path):
   """SIGKILL after the first checkpoint; resume; final state equals an uninterrupted run's."""
   overrides = dict(num_train_steps=300, checkpoint_every_steps=10, log_every_steps=50,
                    eval_every_steps=0)
   config = smoke_config('deep', 'mlp', **overrides)
   workdir = tmp_path / 'killed'
-  command = [sys.executable, '-m', 'hyper_ensembles.main',
-             '--config=configs/default.py:method=deep,arch=mlp,smoke',
-             *cli_overrides(**overrides), f'--workdir={workdir}']
-  process = subprocess.Popen(command, cwd=REPO_ROOT, env=subprocess_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  killed_after = None
-  try:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:
-      step = _latest_checkpoint(workdir / 'checkpoints')
-      if step is not None:
-        process.send_signal(signal.SIGKILL)
-        killed_after = step
-        break
-      time.sleep(0.01)
-    _, stderr = process.communicate(timeout=60)
-  finally:
-    if process.poll() is None:
-      process.kill()
-      process.wait()
+  returncode, stderr, killed_after = signal_after_first_checkpoint(
+      workdir, overrides, signal.SIGKILL, timeout=180)
   if killed_after is None:  # It finished before a checkpoint was seen; resuming still must work.
-    assert process.returncode == 0, stderr.decode()[-3000:]
+    assert returncode == 0, stderr[-3000:]
   else:
-    assert process.returncode == -signal.SIGKILL
-
+    assert returncode == -signal.SIGKILL
   print(f'killed after checkpoint {killed_after}; on disk then: '
-        f'{_latest_checkpoint(workdir / "checkpoints")}')
-  train.train_and_evaluate(config, str(workdir))
-  reference = str(tmp_path / 'reference')
-  train.train_and_evaluate(config, reference)
-  final = restore_state(config, str(workdir))
-  assert int(final.step) == 300
-  assert_states_equal(final, restore_state(config, reference))
+        f'{checkpoint_steps(workdir / "checkpoints")}')
+  assert_resumes_like_uninterrupted(config, str(workdir), str(tmp_path / 'reference'))

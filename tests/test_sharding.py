@@ -64,6 +64,7 @@ def _assert_same_results(workdir: str, reference: str, rtol=1e-4, atol=1e-5) -> 
       np.testing.assert_allclose(a['logits'], b['logits'], rtol=rtol, atol=10 * atol)
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_device(tmp_path, smoke_run):
   workdirs = [str(tmp_path / m) for m in METHODS]
   result = _run([sys.executable, '-c', _EIGHT_DEVICE_SCRIPT, *workdirs, str(tmp_path / 'bad')],

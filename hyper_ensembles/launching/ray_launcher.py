@@ -109,6 +109,9 @@ class RayLauncher:
       self._started = False
 
   def __enter__(self) -> RayLauncher:
+    # Ray starts its processes (fork + exec) now, before the caller touches JAX: forking after
+    # JAX's backend has started its threads risks a deadlock (and JAX warns on every fork).
+    self._start()
     return self
 
   def __exit__(self, *exc) -> None:
