@@ -181,22 +181,28 @@ def _job(unit: Unit) -> jobs.Job:
   return jobs.Job(name=unit.name, workdir=unit.workdir, config=unit.config)
 
 
-def train_runs(units: Sequence[Unit], options: jobs.LaunchOptions, echo: Echo
+class PrefixedEcho:
+  """The launcher's echo: while a pipeline runs, its runs' lines are prefixed with its name."""
+
+  def __init__(self, echo: Echo):
+    self.echo = echo
+    self.prefix = ''
+
+  def __call__(self, message: str) -> None:
+    self.echo(self.prefix + message)
+
+
+def train_runs(units: Sequence[Unit], launcher: jobs.Launcher, one_at_a_time: bool, echo: Echo
                ) -> list[Progress]:
-  """The ordinary runs through the launcher: one at a time here (each reported when it ends),
-  all at once on Ray (which reports each start and end itself)."""
-  if not units:
-    return []
+  """Ordinary runs through the open launcher: one at a time (each reported when it ends; the
+  local launcher), or all at once (Ray, which reports each start and end itself)."""
   out = []
-  with registry.create(options, echo=echo) as launcher:
-    batches = [[u] for u in units] if options.launcher == 'local' else [list(units)]
-    for batch in batches:
-      t0 = time.time()
-      outcomes = launcher.run([_job(u) for u in batch])
-      for o in outcomes:
-        out.append(Progress(o.job.name, o.status, o.seconds))
-        if options.launcher == 'local' and o.status == 'trained':
-          echo(f'{o.job.name}: finished in {time.time() - t0:.0f} s')
+  for batch in ([[u] for u in units] if one_at_a_time else [list(units)] if units else []):
+    t0 = time.time()
+    for o in launcher.run([_job(u) for u in batch]):
+      out.append(Progress(o.job.name, o.status, o.seconds))
+      if one_at_a_time and o.status == 'trained':
+        echo(f'{o.job.name}: finished in {time.time() - t0:.0f} s')
   return out
 
 
@@ -213,16 +219,20 @@ def is_finished(workdir: str, method: str) -> bool:
   return workdir_lib.is_finished(workdir)
 
 
-def train_pipeline(unit: Unit, options: jobs.LaunchOptions, echo: Echo) -> Progress:
-  """One hyper-deep pipeline (its stages resume themselves); skipped once finished."""
+def train_pipeline(unit: Unit, launcher: jobs.Launcher, echo: PrefixedEcho) -> Progress:
+  """One hyper-deep pipeline on the open launcher (its stages resume themselves); skipped once
+  finished."""
   if pipeline_finished(unit.workdir):
     workdir_lib.prepare_workdir(unit.workdir, unit.config)  # the config guard (§12)
     echo(f'{unit.name}: done')
     return Progress(unit.name, 'done')
   echo(f'{unit.name}: training the pipeline (stages: {", ".join(hyper_deep.STAGES)})')
   t0 = time.time()
-  hyper_deep.run_pipeline(unit.config, unit.workdir, launcher=options,
-                          echo=lambda message: echo(f'{unit.name}: {message}'))
+  echo.prefix = f'{unit.name}: '
+  try:
+    hyper_deep.run_pipeline(unit.config, unit.workdir, runner=launcher)
+  finally:
+    echo.prefix = ''
   seconds = time.time() - t0
   echo(f'{unit.name}: finished in {seconds:.0f} s')
   return Progress(unit.name, 'trained', seconds)
@@ -313,21 +323,26 @@ def reproduce(study: Study, get_config: ConfigFactory, results_dir: str, about: 
               options: jobs.LaunchOptions | None = None, table_only: bool = False,
               echo: Echo = print) -> list[Progress]:
   """Trains (or resumes) every unit of the study in order, rewriting the tables after each group
-  of runs and each pipeline so that a partial run leaves a current table; returns what happened."""
+  of runs and each pipeline so that a partial run leaves a current table; returns what happened.
+
+  One launcher serves the whole study: Ray (`ray`) starts once, before anything here starts JAX.
+  """
   options = options or jobs.LaunchOptions()
   units = plan(study, get_config)  # every config is built (and checked) before anything trains
   progress: list[Progress] = []
   if not table_only:
     echo(f'table 1: {len(units)} runs and pipelines under {study.root} (size {study.size})')
-    for method in study.methods:
-      group = [u for u in units if u.method == method]
-      if method == PIPELINE:
-        for unit in group:
-          progress.append(train_pipeline(unit, options, echo))
+    launcher_echo = PrefixedEcho(echo)
+    with registry.create(options, echo=launcher_echo) as launcher:
+      for method in study.methods:
+        group = [u for u in units if u.method == method]
+        if method == PIPELINE:
+          for unit in group:
+            progress.append(train_pipeline(unit, launcher, launcher_echo))
+            write_tables(study, results_dir, about)
+        else:
+          progress += train_runs(group, launcher, options.launcher == 'local', echo)
           write_tables(study, results_dir, about)
-      else:
-        progress += train_runs(group, options, echo)
-        write_tables(study, results_dir, about)
   for path in write_tables(study, results_dir, about):
     echo(f'table 1: wrote {path}')
   return progress
