@@ -24,7 +24,7 @@ LAYERS = (
     ('methods',),
     ('training',),
     ('evaluation',),
-    ('reporting', '<root>', 'launching', 'hyper_deep'),
+    ('reporting', '<root>', 'launching', 'hyper_deep', 'reproduction'),
 )
 
 

@@ -30,7 +30,8 @@ STAGES = ('pool', 'select', 'stratify', 'retrain', 'fixed_init', 'deep_baseline'
 
 
 def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *, until: str | None = None,
-                 launcher: jobs.LaunchOptions | None = None) -> dict[str, Any]:
+                 launcher: jobs.LaunchOptions | None = None, runner: jobs.Launcher | None = None
+                 ) -> dict[str, Any]:
   """Runs (or resumes) the hyper-deep ensemble pipeline in `workdir`.
 
   Args:
@@ -39,19 +40,28 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *, until: str 
     until: stop after this stage (one of `STAGES`); None runs everything.
     launcher: how each stage's runs are trained; None: here, one after another. Not part of the
       config: the same DIR may be resumed with another launcher.
+    runner: an open launcher to use instead of one made from `launcher` (left open): a caller
+      running several pipelines starts Ray once, before JAX, rather than once per pipeline.
 
   Returns:
     The contents of DIR/metrics.json, or {} when stopped before `evaluate`.
   """
   if until is not None and until not in STAGES:
     raise ValueError(f'until must be one of {STAGES}, got {until!r}')
+  if runner is not None:
+    return _run(config, workdir, until, runner)
   # The launcher first (nothing starts until a run needs it), so a bad name fails before planning.
   with registry.create(launcher, echo=echo) as runner:
-    settings, plan = plan_pipeline(config, workdir)
-    is_main = jax.process_index() == 0
-    ctx = Context(config=config, workdir=workdir, settings=settings, plan=plan, launcher=runner,
-                  is_main=is_main, log=StageLog(workdir, is_main), predictions=Predictions(workdir))
-    return _run_stages(ctx, until)
+    return _run(config, workdir, until, runner)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, until: str | None,
+         runner: jobs.Launcher) -> dict[str, Any]:
+  settings, plan = plan_pipeline(config, workdir)
+  is_main = jax.process_index() == 0
+  ctx = Context(config=config, workdir=workdir, settings=settings, plan=plan, launcher=runner,
+                is_main=is_main, log=StageLog(workdir, is_main), predictions=Predictions(workdir))
+  return _run_stages(ctx, until)
 
 
 def _run_stages(ctx: Context, until: str | None) -> dict[str, Any]:
