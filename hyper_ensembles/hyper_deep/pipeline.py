@@ -6,6 +6,7 @@ own; `changed` (some stage recomputed an input of later ones) is threaded the sa
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -24,6 +25,7 @@ from hyper_ensembles.hyper_deep.plan import plan_pipeline
 from hyper_ensembles.hyper_deep.predictions import Predictions
 from hyper_ensembles.hyper_deep.runs import echo
 from hyper_ensembles.launching import jobs, registry
+from hyper_ensembles.runs import workdir as workdir_lib
 
 # Stages in order; `run_pipeline(until=...)` stops after the named one.
 STAGES = ('pool', 'select', 'stratify', 'retrain', 'fixed_init', 'deep_baseline', 'evaluate')
@@ -57,6 +59,9 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *, until: str 
 
 def _run(config: ml_collections.ConfigDict, workdir: str, until: str | None,
          runner: jobs.Launcher) -> dict[str, Any]:
+  if not os.path.exists(os.path.join(workdir, workdir_lib.METRICS_FILE)):
+    # Planning starts JAX (its random draws, the process index): the launcher's processes first.
+    runner.start()
   settings, plan = plan_pipeline(config, workdir)
   is_main = jax.process_index() == 0
   ctx = Context(config=config, workdir=workdir, settings=settings, plan=plan, launcher=runner,

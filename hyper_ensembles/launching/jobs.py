@@ -97,6 +97,10 @@ class RunsFailedError(RuntimeError):
 
 
 class Launcher(Protocol):
+  def start(self) -> None:
+    """Starts what the launcher needs before the caller starts JAX's threads (Ray forks its
+    processes: forking after JAX's backend is up risks a deadlock). Idempotent; may do nothing."""
+
   def run(self, jobs: Sequence[Job]) -> list[Outcome]: ...
 
   def close(self) -> None: ...

@@ -31,6 +31,9 @@ class LocalLauncher:
   def run(self, jobs: Sequence[Job]) -> list[Outcome]:
     return [self.run_one(job) for job in jobs]
 
+  def start(self) -> None:
+    """Nothing to start: runs train in this process."""
+
   def close(self) -> None:
     pass
 

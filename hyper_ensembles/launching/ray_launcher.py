@@ -108,11 +108,12 @@ class RayLauncher:
       ray.shutdown()
       self._started = False
 
-  def __enter__(self) -> RayLauncher:
-    # Ray starts its processes (fork + exec) now, before the caller touches JAX: forking after
-    # JAX's backend has started its threads risks a deadlock (and JAX warns on every fork).
+  def start(self) -> None:
+    """Starts (or joins) Ray now rather than at the first job; idempotent."""
     self._start()
-    return self
+
+  def __enter__(self) -> RayLauncher:
+    return self  # Ray starts with the first job (or `start`): a rerun with nothing to do skips it
 
   def __exit__(self, *exc) -> None:
     self.close()
