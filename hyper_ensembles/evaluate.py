@@ -149,51 +149,15 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'Workdir {workdir} does not exist')
   config = run_config(workdir, data_overrides)
-  # A run whose metrics.json does not say training finished is scored only if its latest
-  # checkpoint is at the final step (checked in _restore): a half-trained model must never get a
-  # metrics.json that looks like a result.
-  finished = config.method in PIPELINE_METHODS or workdir_lib.is_finished(workdir)
-  if not finished and not os.path.isdir(os.path.join(workdir, 'checkpoints')):
-    raise ValueError(_unfinished(workdir, 'no checkpoint and no final metrics.json'))
+  finished = _check_scorable(workdir, config)
   if temperature_scaling is None:
     mode = results_lib.config_mode(config)
   else:
     mode = results_lib.check_mode('' if temperature_scaling in OFF else temperature_scaling)
-  pipeline = config.method in PIPELINE_METHODS
   saved = workdir_lib.saved_prediction_sets(workdir)
-  patterns = [p.strip() for p in sets or [] if p.strip()]
   metrics_path = os.path.join(workdir, workdir_lib.METRICS_FILE)
   old = workdir_lib.read_json(metrics_path) if os.path.exists(metrics_path) else {}
-
-  # Which sets come from where: saved predictions unless absent (or re-predicting is asked for).
-  requested, unmatched = _expand(patterns, saved)
-  needs_model = bool(unmatched) or (from_checkpoint and bool(requested))
-  if not pipeline and ('num_params' not in old or 'train_seconds' not in old):
-    needs_model |= os.path.isdir(setup.checkpoint_dir(workdir))
-  needs_model |= not finished
-  restored = None
-  if needs_model:
-    if pipeline:
-      raise ValueError(
-          f'{workdir} is a {config.method} pipeline directory: it is evaluated from its saved '
-          f'predictions only ({", ".join(saved) or "none"}); {", ".join(unmatched) or "--sets"} '
-          'would need a model. Evaluate its member runs, or re-run the pipeline with the new sets '
-          'in its config.')
-    from hyper_ensembles.data.registry import load_dataset
-    _checkpoint_dir(workdir)  # before loading any data
-    dataset = load_dataset(config.dataset, config.data)
-    splits = predict.eval_sets(dataset)
-    new, still_unmatched = _expand(unmatched, list(splits))
-    if still_unmatched:
-      raise ValueError(
-          f'Unknown evaluation set(s) {still_unmatched} for {workdir}; choose from: '
-          f'{", ".join(dict.fromkeys([*saved, *splits]))} (more with '
-          '--override=data.corruptions=... or data.ood_datasets=...)')
-    requested += [n for n in new if n not in requested]
-    restored = _restore(config, workdir, dataset)
-  elif unmatched:
-    raise ValueError(f'Unknown evaluation set(s) {unmatched} for {workdir}; choose from: '
-                     f'{", ".join(saved)}')
+  requested, model = _sets_and_model(workdir, config, saved, sets, from_checkpoint, finished, old)
 
   names = list(dict.fromkeys([*saved, *requested]))
   if mode and results_lib.FIT_SET not in names:
@@ -201,28 +165,16 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
   if any(ood.is_ood_set(n) for n in names) and 'test' not in names:
     names.append('test')
   to_predict = [n for n in names if n not in saved or (from_checkpoint and n in requested)]
-  if to_predict and restored is None:
+  if to_predict and model is None:
     raise FileNotFoundError(f'{workdir} has no saved predictions of {to_predict} and no checkpoint')
-
   predictions = {n: workdir_lib.read_predictions(workdir, n) for n in names if n not in to_predict}
-  extra: dict = {}
-  if restored is not None:
-    from hyper_ensembles.training.state import count_params
-    eval_step, state, mesh = restored
-    for name in to_predict:
-      logging.info('Predicting %s from the checkpoint (%d examples)', name, len(splits[name]))
-      predictions[name] = predict.predict_split(
-          eval_step, state, splits[name], config.eval_batch_size, mesh, config.max_eval_examples)
-      workdir_lib.write_predictions(workdir, name, *predictions[name])
-    extra = {'num_params': count_params(state.params),
-             'train_seconds': float(state.train_seconds)}
-    if not finished:  # _restore found the checkpoint of the final step: training did finish
-      extra[workdir_lib.FINISHED_KEY] = int(state.step)
+  extra = {} if model is None else _predict_from_model(workdir, config, model, to_predict,
+                                                       predictions, finished)
   if not predictions:
     raise FileNotFoundError(f'{workdir} has no saved predictions and no sets were requested')
 
   weights = None
-  if pipeline:
+  if config.method in PIPELINE_METHODS:
     predictions, weights = _distinct_members(predictions)
   results = results_lib.metrics_from_predictions(predictions, weights, mode)
   merged = merge(old, results, extra)
@@ -234,6 +186,74 @@ def evaluate_workdir(workdir: str, sets: list[str] | None = None,
   write_with_backup(metrics_path, merged)
   results_lib.log_results(merged)
   return merged
+
+
+def _check_scorable(workdir: str, config: ml_collections.ConfigDict) -> bool:
+  """Whether training finished; raises if the run cannot be scored at all.
+
+  A run whose metrics.json does not say training finished is scored only if its latest checkpoint
+  is at the final step (checked in _restore): a half-trained model must never get a metrics.json
+  that looks like a result.
+  """
+  finished = config.method in PIPELINE_METHODS or workdir_lib.is_finished(workdir)
+  if not finished and not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    raise ValueError(_unfinished(workdir, 'no checkpoint and no final metrics.json'))
+  return finished
+
+
+def _sets_and_model(workdir: str, config: ml_collections.ConfigDict, saved: list[str],
+                    sets: list[str] | None, from_checkpoint: bool, finished: bool, old: dict
+                    ) -> tuple[list[str], tuple | None]:
+  """(the sets asked for, resolved to names; the restored model and the dataset's splits, or
+  None when saved predictions suffice)."""
+  pipeline = config.method in PIPELINE_METHODS
+  patterns = [p.strip() for p in sets or [] if p.strip()]
+  # Which sets come from where: saved predictions unless absent (or re-predicting is asked for).
+  requested, unmatched = _expand(patterns, saved)
+  needs_model = bool(unmatched) or (from_checkpoint and bool(requested))
+  if not pipeline and ('num_params' not in old or 'train_seconds' not in old):
+    needs_model |= os.path.isdir(setup.checkpoint_dir(workdir))
+  needs_model |= not finished
+  if not needs_model:
+    if unmatched:
+      raise ValueError(f'Unknown evaluation set(s) {unmatched} for {workdir}; choose from: '
+                       f'{", ".join(saved)}')
+    return requested, None
+  if pipeline:
+    raise ValueError(
+        f'{workdir} is a {config.method} pipeline directory: it is evaluated from its saved '
+        f'predictions only ({", ".join(saved) or "none"}); {", ".join(unmatched) or "--sets"} '
+        'would need a model. Evaluate its member runs, or re-run the pipeline with the new sets '
+        'in its config.')
+  from hyper_ensembles.data.registry import load_dataset
+  _checkpoint_dir(workdir)  # before loading any data
+  dataset = load_dataset(config.dataset, config.data)
+  splits = predict.eval_sets(dataset)
+  new, still_unmatched = _expand(unmatched, list(splits))
+  if still_unmatched:
+    raise ValueError(
+        f'Unknown evaluation set(s) {still_unmatched} for {workdir}; choose from: '
+        f'{", ".join(dict.fromkeys([*saved, *splits]))} (more with '
+        '--override=data.corruptions=... or data.ood_datasets=...)')
+  requested += [n for n in new if n not in requested]
+  return requested, (_restore(config, workdir, dataset), splits)
+
+
+def _predict_from_model(workdir: str, config: ml_collections.ConfigDict, model: tuple,
+                        to_predict: list[str], predictions: dict, finished: bool) -> dict:
+  """Predicts `to_predict` into `predictions` (and their files); returns what the checkpoint adds
+  to metrics.json."""
+  from hyper_ensembles.training.state import count_params
+  (eval_step, state, mesh), splits = model
+  for name in to_predict:
+    logging.info('Predicting %s from the checkpoint (%d examples)', name, len(splits[name]))
+    predictions[name] = predict.predict_split(
+        eval_step, state, splits[name], config.eval_batch_size, mesh, config.max_eval_examples)
+    workdir_lib.write_predictions(workdir, name, *predictions[name])
+  extra = {'num_params': count_params(state.params), 'train_seconds': float(state.train_seconds)}
+  if not finished:  # _restore found the checkpoint of the final step: training did finish
+    extra[workdir_lib.FINISHED_KEY] = int(state.step)
+  return extra
 
 
 def merge(old: dict, results: dict, extra: dict) -> dict:
