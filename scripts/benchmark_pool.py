@@ -41,7 +41,6 @@ _OUT = flags.DEFINE_string('out', None, 'Optional JSON file for the numbers.')
 _RAY_CONCURRENT = flags.DEFINE_integer('ray_concurrent', 2, 'Runs at a time on the local Ray.')
 _WAYS = flags.DEFINE_multi_enum('ways', ['sequential', 'ray', 'vectorised'],
                                 ['sequential', 'ray', 'vectorised'], 'Which ways to time.')
-_TRACEBACK = cli.define_traceback_flag()
 
 
 def benchmark_config(dataset: str, pool_size: int, epochs: float):

@@ -58,7 +58,6 @@ _OVERRIDES = flags.DEFINE_multi_string(
 _HYPER_INIT = flags.DEFINE_enum('hyper_init', None, list(INITS),
                                 'config.hyper.init of the hyper-batch / stn runs (default: the '
                                 "config's).")
-_TRACEBACK = cli.define_traceback_flag()
 
 METRICS = ('nll', 'accuracy', 'ece')
 HYPER_METHODS = ('hyper_batch', 'stn')

@@ -41,7 +41,6 @@ _FIXED_INIT = flags.DEFINE_bool('fixed_init', False, 'Also the fixed-init hyper 
 _OVERRIDES = flags.DEFINE_multi_string(
     'set', [], "Extra config overrides 'key=value' for every network, e.g. "
     "--set=data.corruptions=official --set=data.ood_datasets=digits28,uniform_noise.")
-_TRACEBACK = cli.define_traceback_flag()
 
 
 def seed_config(seed: int):

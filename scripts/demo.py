@@ -38,7 +38,6 @@ _SMOKE = flags.DEFINE_bool('smoke', False, 'Seconds-long runs (for tests).')
 _POOL_SIZE = flags.DEFINE_integer(
     'pool_size', 16, 'Random-search pool size κ of the hyper-deep row (the paper uses 50 for '
     'MLPs; 16 keeps the demo within a few minutes on 2 CPU cores).')
-_TRACEBACK = cli.define_traceback_flag()
 
 
 def run_method(method: str, seed: int, workdir: str) -> dict:

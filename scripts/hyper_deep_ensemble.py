@@ -44,7 +44,6 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The pipeline directory DIR.')
 _UNTIL = flags.DEFINE_enum('until', None, hyper_deep.STAGES, 'Stop after this stage.')
 _LAUNCH = registry.define_flags()
-_TRACEBACK = cli.define_traceback_flag()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 

@@ -34,7 +34,6 @@ _ROWS = flags.DEFINE_list('rows', list(table1.ROW_KEYS), 'Rows to train (all by 
 _RESULTS = flags.DEFINE_string('results_dir', 'results', 'Where table1_<arch>.md / .json go.')
 _TABLE_ONLY = flags.DEFINE_bool('table_only', False, 'Train nothing; rebuild the tables.')
 _LAUNCH = registry.define_flags()
-_TRACEBACK = cli.define_traceback_flag()
 
 
 def run() -> None:

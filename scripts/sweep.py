@@ -58,7 +58,6 @@ _ONLY = flags.DEFINE_list('only', None, 'Indices of the entries to print or run 
 _STAGES = flags.DEFINE_list('stages', None, 'Only entries of these stages (pool, fixed_init, ...).')
 _PYTHON = flags.DEFINE_string('python', 'python', 'Interpreter in the printed command lines.')
 _LAUNCH = registry.define_flags()
-_TRACEBACK = cli.define_traceback_flag()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 

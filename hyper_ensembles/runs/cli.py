@@ -102,9 +102,12 @@ def run_app(work: Callable[[], object], *, quiet: bool = False) -> None:
   """`app.run` for a script whose work takes no positional arguments.
 
   Flag errors and user errors end in one `error (...)` line (the script's own `--traceback`,
-  from define_traceback_flag, shows the full one); `quiet` keeps the console to warnings, for
+  defined here, shows the full one); `quiet` keeps the console to warnings, for
   scripts that print their own progress.
   """
+  if 'traceback' not in flags.FLAGS:
+    define_traceback_flag()
+
   def run(argv: list[str]) -> object:
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -112,7 +115,7 @@ def run_app(work: Callable[[], object], *, quiet: bool = False) -> None:
       logging.set_verbosity(logging.WARNING)
     else:
       setup_logging()
-    traceback = 'traceback' in flags.FLAGS and bool(flags.FLAGS.traceback)
+    traceback = bool(flags.FLAGS.traceback)
     return run_reporting_user_errors(work, traceback)
 
   app.run(run, flags_parser=parse_flags)
