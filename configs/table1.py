@@ -22,9 +22,10 @@ METHODS = ('single', 'deep', 'batch', 'hyper_batch', 'stn', 'hyper_deep')
 ARCHS = ('mlp', 'lenet')
 ARG_FLAGS = ('fast', 'smoke')
 # Training length L = 2·e*, rounded up to 10 epochs, where e* is the centre of the lowest 5-epoch
-# window of a single network's constant-LR validation NLL (MLP e* ≈ 16, LeNet e* ≈ 11;
-# docs/table1.md): long enough that a single network has passed its validation minimum, the same
-# length for every method so that rows differ only in the method.
+# window of a single network's constant-LR validation NLL (MLP e* ≈ 16, LeNet e* ≈ 11; the rule:
+# hyper_ensembles/reproduction/training_length.py, the curves: docs/table1.md): long enough that
+# a single network has passed its validation minimum, the same length for every method so that
+# rows differ only in the method.
 NUM_EPOCHS = {'mlp': 40.0, 'lenet': 30.0}
 # The paper's ranges for MLP / LeNet (appendix), log-uniform: L2 ν and dropout rate.
 RANGES = {'l2': (1e-3, 1e3), 'dropout': (1e-3, 0.9)}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import subprocess
 import sys
@@ -68,31 +67,6 @@ def test_smoke_needs_no_files():
   assert config.dataset == 'digits' and 0 < config.num_train_steps <= 20
   assert config.num_members == 3 and config.hyper_deep.pool_size < 10
   assert 'digits28' not in config.data.ood_datasets  # digits has none; it is offline anyway
-
-
-def test_lengths_follow_the_rule_on_the_validation_curves():
-  """L = 2·e* rounded up to 10 epochs, e* the centre of the lowest 5-epoch window of a single
-  network's constant-learning-rate validation NLL (docs/table1.md): recomputed here from the
-  committed curves, only over epochs where the learning rate had not been decayed."""
-  with open(os.path.join(REPO_ROOT, 'docs', 'table1_validation_curves.json')) as f:
-    runs = json.load(f)['runs']
-  for arch in table1_config.ARCHS:
-    centres = []
-    for run in runs.values():
-      if run['arch'] != arch:
-        continue
-      lr0 = run['learning_rate'][0]
-      constant = [(e, v) for e, v, lr in zip(run['epochs'], run['validation_nll'],
-                                             run['learning_rate']) if lr == lr0]
-      best, best_sum = None, math.inf
-      for i in range(2, len(constant) - 2):
-        window = sum(v for _, v in constant[i - 2:i + 3])
-        if window < best_sum:
-          best, best_sum = constant[i][0], window
-      centres.append(best)
-    assert centres, arch
-    e_star = min(centres)  # the earliest minimum of any constant-LR curve of this arch
-    assert table1_config.NUM_EPOCHS[arch] == math.ceil(2 * e_star / 10) * 10, (arch, centres)
 
 
 @pytest.mark.parametrize('arg,valid', [

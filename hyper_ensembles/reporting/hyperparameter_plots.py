@@ -12,7 +12,6 @@ The trajectory format (also as JSON) is `{name: {member: {"step": [...], "lower"
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from collections import defaultdict
@@ -20,48 +19,24 @@ from collections import defaultdict
 import numpy as np
 from matplotlib.figure import Figure
 
+from hyper_ensembles.reporting import event_scalars
+
 TAG = re.compile(r'^hyper/(?P<name>.+)/member_(?P<member>\d+)/(?P<stat>lower|upper|mean)$')
 STATS = ('lower', 'upper', 'mean')
 
 
-def _scalar(value) -> float | None:
-  """The float in a summary value, whether written as simple_value or as a scalar tensor."""
-  kind = value.WhichOneof('value')
-  if kind == 'simple_value':
-    return float(value.simple_value)
-  if kind == 'tensor':
-    from tensorboard.util import tensor_util
-    array = tensor_util.make_ndarray(value.tensor)
-    return float(array) if array.size == 1 else None
-  return None
-
-
 def read_trajectories(workdir: str) -> dict:
-  """`{name: {member: {'step', 'lower', 'upper', 'mean'}}}` from the event files under workdir.
-
-  Later events for the same (tag, step) win, so a resumed run that rewrote a step is read once.
-  """
-  from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
-  paths = sorted(glob.glob(os.path.join(workdir, '**', 'events.out.tfevents.*'), recursive=True))
-  if not paths:
-    raise FileNotFoundError(f'no TensorBoard event files under {workdir}')
-  points: dict = defaultdict(dict)  # (name, member, stat) → {step: value}
-  for path in paths:
-    for event in LegacyEventFileLoader(path).Load():
-      if not event.HasField('summary'):
-        continue
-      for value in event.summary.value:
-        match = TAG.match(value.tag)
-        scalar = _scalar(value) if match else None
-        if scalar is not None:
-          points[(match['name'], match['member'], match['stat'])][int(event.step)] = scalar
-  if not points:
+  """`{name: {member: {'step', 'lower', 'upper', 'mean'}}}` from the event files under workdir."""
+  scalars = event_scalars.read_scalars(workdir, lambda tag: TAG.match(tag) is not None)
+  if not scalars:
     raise ValueError(
         f'the event files under {workdir} hold no hyper/<name>/member_<k>/... scalars; is it a '
         'hyper_batch or stn run that reached its first log step?')
+  points = {(m['name'], m['member'], m['stat']): by_step
+            for m, by_step in ((TAG.match(tag), by_step) for tag, by_step in scalars.items())}
   out: dict = defaultdict(dict)
   for name, member in sorted({(n, m) for n, m, _ in points}):
-    steps = sorted(set.intersection(*(set(points[(name, member, s)]) for s in STATS)))
+    steps = sorted(set.intersection(*(set(points.get((name, member, s), {})) for s in STATS)))
     out[name][member] = {'step': steps, **{
         s: [points[(name, member, s)][t] for t in steps] for s in STATS}}
   return dict(out)
