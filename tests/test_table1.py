@@ -138,7 +138,7 @@ def test_rows_choose_what_trains(tmp_path):
 def _metrics(rng: np.random.Generator) -> dict:
   entry = lambda: {'nll': float(rng.uniform(0.2, 0.4)), 'accuracy': float(rng.uniform(0.8, 0.9)),
                    'ece': float(rng.uniform(0, 0.05)), 'disagreement': float(rng.uniform(0, 0.1))}
-  return {'test': entry(), 'test_tempered': entry(), 'corrupt_mean': entry(),
+  return {'validation': entry(), 'test': entry(), 'test_tempered': entry(), 'corrupt_mean': entry(),
           'ood_digits28': {'auroc_max_prob': float(rng.uniform(0.5, 1))},
           'num_params': 1000, 'train_seconds': float(rng.uniform(1, 9))}
 
@@ -156,6 +156,8 @@ def test_table_is_mean_and_standard_error_over_seeds():
   shifted = np.array([m['corrupt_mean']['accuracy'] for m in three])
   assert out['a']['values']['shifted_accuracy']['mean'] == pytest.approx(shifted.mean())
   assert out['a']['values']['ood_digits28_auroc']['n'] == 3
+  validation = np.array([m['validation']['nll'] for m in three])
+  assert out['a']['values']['validation_nll']['mean'] == pytest.approx(validation.mean())
   assert out['b']['n'] == 1 and out['b']['values']['nll']['se'] is None
   assert out['c']['n'] == 0 and out['c']['values'] == {}
 
@@ -202,6 +204,7 @@ def test_script_end_to_end_at_smoke_size_and_resumes(tmp_path):
     v = row['values']
     assert row['n'] == 1, key
     assert 0 < v['nll']['mean'] < 50 and 0 <= v['accuracy']['mean'] <= 1, key
+    assert 0 < v['validation_nll']['mean'] < 50, key  # every row, pipeline ensembles included
     assert 0 <= v['ece']['mean'] <= 1 and 0 < v['tempered_nll']['mean'] < 50, key
     assert 0 < v['shifted_nll']['mean'] < 50 and 0 <= v['shifted_accuracy']['mean'] <= 1, key
     assert 0 <= v['ood_uniform_noise_auroc']['mean'] <= 1, key

@@ -63,11 +63,13 @@ def ood_sets(rows: Sequence[RowResults]) -> list[str]:
 
 
 def columns(ood: Sequence[str], eval_set: str = 'test') -> list[Column]:
-  """Table 1's columns: clean NLL / accuracy / ECE, tempered NLL / ECE, shifted NLL / accuracy
-  (`corrupt_mean`), OOD AUROC per set (max probability, in-distribution positive), member
-  disagreement, parameters and training time."""
+  """Table 1's columns: validation NLL (what every protocol choice and every selection saw), clean
+  NLL / accuracy / ECE, tempered NLL / ECE, shifted NLL / accuracy (`corrupt_mean`), OOD AUROC per
+  set (max probability, in-distribution positive), member disagreement, parameters and training
+  time."""
   t = eval_set + TEMPERED
   out = [
+      Column('validation_nll', 'validation', 'NLL', _field('validation', 'nll')),
       Column('nll', '', 'NLL', _field(eval_set, 'nll')),
       Column('accuracy', '', 'Acc (%)', _field(eval_set, 'accuracy'), 100, 2),
       Column('ece', '', 'ECE', _field(eval_set, 'ece')),
