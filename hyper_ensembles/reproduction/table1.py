@@ -294,7 +294,9 @@ def write_tables(study: Study, results_dir: str, about: dict[str, str]) -> list[
     text = '\n'.join([
         table_lib.markdown(table), '',
         f'Mean ± standard error over the seeds that finished (of {seeds}; the `seeds` column '
-        'gives their number). Test set; `tempered`: temperature scaling fitted on validation; '
+        'gives their number). `validation` NLL: on the validation split, which every protocol '
+        'choice and every greedy selection saw (so a selected ensemble is optimistic there); the '
+        'other columns: test set; `tempered`: temperature scaling fitted on validation; '
         '`shifted`: the mean over corrupted test sets (`corrupt_mean`); OOD: AUROC of the max '
         'probability, in-distribution positive; disagreement: fraction of test examples where a '
         "member's prediction differs from the ensemble's; train: seconds of training that "
