@@ -16,6 +16,7 @@ test data never enter the rule) and stored as JSON: `{"_about": str, "runs": {na
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import math
@@ -93,8 +94,8 @@ def read_curve(workdir: str, steps_per_epoch: int, arch: str, dataset: str) -> C
   lr_steps = sorted(scalars[LEARNING_RATE])
 
   def lr_at(step: int) -> float:
-    before = [s for s in lr_steps if s <= step]
-    return scalars[LEARNING_RATE][before[-1] if before else lr_steps[0]]
+    i = bisect.bisect_right(lr_steps, step) - 1  # the last log at or before step (else the first)
+    return scalars[LEARNING_RATE][lr_steps[max(i, 0)]]
 
   return Curve(arch=arch, dataset=dataset, epochs=[s / steps_per_epoch for s in steps],
                validation_nll=[scalars[VALIDATION_NLL][s] for s in steps],
