@@ -170,7 +170,7 @@ class _Loop:
             end_step: int) -> TrainState:
     """Train (and tune) steps from `state.step` to `end_step`; logs, evaluates, checkpoints."""
     config, method, mesh = self.parts.config, self.parts.method, self.parts.mesh
-    train_step = jax.jit(steps.make_train_step(method, tx), donate_argnums=0)
+    train_step = steps.jit_train_step(method, tx)
     tune = steps.make_tune_step(method, self.parts.dataset.validation, config.seed, mesh)
     start_step = int(state.step)
     report = periodic_actions.ReportProgress(

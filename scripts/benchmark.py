@@ -4,7 +4,7 @@ Measures, in one run on the default device:
 
 - the machine's float32 matmul rate: GFLOP/s of a jitted `jnp.dot` of two 2048×2048 matrices;
 - for every model: steps/s and examples/s (unique examples per step × steps/s) of the train step
-  the training loop runs (`training.steps.make_train_step` + `training.state.create_train_state`,
+  the training loop runs (`training.steps.jit_train_step` + `training.state.create_train_state`,
   jitted with the state donated), built from `configs/default.py` with the overrides below, on
   synthetic uint8 images of the dataset's shape (no data is loaded);
 - each model's FLOPs per step and its achieved GFLOP/s as a fraction of the matmul rate;
@@ -65,7 +65,7 @@ from hyper_ensembles.models import lenet
 from hyper_ensembles.models import registry as model_registry
 from hyper_ensembles.training import sharding
 from hyper_ensembles.training.state import count_params, create_train_state
-from hyper_ensembles.training.steps import make_train_step
+from hyper_ensembles.training.steps import jit_train_step
 
 MATMUL_SIZE = 2048
 NUM_BATCHES = 4  # distinct synthetic batches cycled through, so no step sees the same inputs twice
@@ -264,7 +264,7 @@ def prepare_model(spec: Spec, args: argparse.Namespace, mesh) -> Workload:
   batches = synthetic_batches(np.random.default_rng(0), data, method.num_data_orders,
                               spec.batch_size, mesh)
   t0 = time.perf_counter()
-  step = jax.jit(make_train_step(method, tx), donate_argnums=0).lower(state, batches[0]).compile()
+  step = jit_train_step(method, tx).lower(state, batches[0]).compile()
   compile_seconds = time.perf_counter() - t0
 
   rows = method.num_members * spec.batch_size

@@ -1,10 +1,11 @@
 """The train step and the tune step: pure updates of the train state, and their jit and data.
 
-`make_train_step` builds the pure `(state, batch) → (state, metrics)` the loop jits. Methods with a
-tuner (`Method.tune_data` is not None: hyper-batch ensembles) also get a tune step here: the loop,
-not the method, owns its jit, its shardings and its validation stream. Tune step j reads batch j
-of a `TrainStream` over the validation split, and j is a function of the train step
-(`Method.tune_index`), so the checkpointed step is all the stream needs to resume exactly.
+`make_train_step` builds the pure `(state, batch) → (state, metrics)`; `jit_train_step` is the one
+jit of it that the loop and scripts/benchmark.py use. Methods with a tuner (`Method.tune_data` is
+not None: hyper-batch ensembles) also get a tune step here: the loop, not the method, owns its jit,
+its shardings and its validation stream. Tune step j reads batch j of a `TrainStream` over the
+validation split, and j is a function of the train step (`Method.tune_index`), so the checkpointed
+step is all the stream needs to resume exactly.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def make_train_step(method: Method, tx: optax.GradientTransformation):
     return new_state, metrics
 
   return train_step
+
+
+def jit_train_step(method: Method, tx: optax.GradientTransformation):
+  """`make_train_step` jitted as the loop runs it (the state donated); the benchmark times this."""
+  return jax.jit(make_train_step(method, tx), donate_argnums=0)
 
 
 def make_tune_step(method: Method, validation: ArraySplit, seed: int, mesh: Mesh
